@@ -1,0 +1,53 @@
+# The README's commands. Everything installs into .venv; all state lives in .state/.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AIRLOOP_HOME ?= $(CURDIR)/.state
+export BENTOML_HOME ?= $(AIRLOOP_HOME)/bentoml
+export GX_ANALYTICS_ENABLED := False
+MONTHS ?= 1-12
+
+.PHONY: install demo test test-fast lint up down status clean mlflow-ui
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch==2.13.0 resolves to the CPU build kept on this machine (pip's find-links).
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# Set up and run the whole loop on the embedded default, then print what happened.
+demo: install
+	$(BIN)/airloop demo run --months $(MONTHS) $(if $(KEEP_RUNNING),--keep-running)
+
+test: install lint
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+# Everything but the end-to-end tests through the real scheduler.
+test-fast: install
+	$(BIN)/pytest -q -p no:cacheprovider tests -m "not e2e"
+
+lint: install
+	$(BIN)/ruff check dags include plugins tests benchmarks
+	$(BIN)/mypy
+
+up: install
+	$(BIN)/airloop stack up
+
+down:
+	$(BIN)/airloop stack down
+
+status:
+	$(BIN)/airloop stack status
+
+clean: down
+	rm -rf $(AIRLOOP_HOME)
+
+# The MLflow UI over the embedded tracking store.
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(AIRLOOP_HOME)/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,0 +1,178 @@
+"""The one YAML file that describes a dataset and how its model is trained, gated and watched.
+
+Everything dataset-specific lives here, so the rest of `airloop` works for any table.
+Loading fails before any compute, with a message that names the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ColumnType = Literal["int", "float", "str", "bool"]
+TaskType = Literal["binary_classification", "regression"]
+ModelFamily = Literal["sklearn_hgb", "sklearn_linear", "xgboost"]
+
+CLASSIFICATION_METRICS = {"roc_auc", "average_precision", "log_loss", "accuracy"}
+REGRESSION_METRICS = {"rmse", "mae", "r2"}
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the key."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Frozen):
+    type: ColumnType
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+
+
+class TargetSpec(_Frozen):
+    column: str
+    # For binary classification on a numeric column: the label is `column > positive_above`.
+    positive_above: float | None = None
+
+
+class DatasetConfig(_Frozen):
+    format: Literal["csv", "parquet"] = "csv"
+    columns: dict[str, ColumnSpec]
+    target: TargetSpec
+    features: tuple[str, ...] = Field(min_length=1)
+    # Rows ordered by this column make the time split of a lone partition.
+    order_by: str | None = None
+    min_rows: int = Field(default=1, ge=1)
+    max_rows: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> DatasetConfig:
+        known = set(self.columns)
+        for name in (*self.features, self.target.column, self.order_by):
+            if name is not None and name not in known:
+                raise ValueError(f"column {name!r} is not declared under dataset.columns")
+        if self.target.column in self.features:
+            raise ValueError(f"target column {self.target.column!r} is also listed as a feature")
+        return self
+
+    def categorical_features(self) -> list[str]:
+        return [f for f in self.features if self.columns[f].type in ("str", "bool")]
+
+    def numeric_features(self) -> list[str]:
+        return [f for f in self.features if self.columns[f].type in ("int", "float")]
+
+
+class SplitConfig(_Frozen):
+    # The newest validated partition is the frozen evaluation set; this many partitions
+    # before it make the training set.
+    window_partitions: int = Field(default=3, ge=1)
+    # Only used while a single partition exists: its newest rows are held out.
+    bootstrap_eval_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+
+class ModelConfig(_Frozen):
+    family: ModelFamily
+    params: dict[str, Any] = Field(default_factory=dict)
+    registered_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 42
+
+
+class GateConfig(_Frozen):
+    metric: str
+    # The candidate must beat the champion by at least this much (in the metric's units).
+    min_improvement: float = 0.0
+    # ... and the naive baseline by at least this much.
+    min_baseline_margin: float = 0.0
+
+
+class RetrainingConfig(_Frozen):
+    on_new_data: bool = False
+    on_drift: bool = True
+
+
+class DriftConfig(_Frozen):
+    # Share of drifted columns at or above which drift is signalled.
+    share_threshold: float = Field(default=0.5, gt=0, le=1)
+    # Evidently's per-column test threshold (p-value or distance, per its method).
+    column_threshold: float | None = None
+    min_rows: int = Field(default=100, ge=1)
+    # Columns compared; empty means the features and the target.
+    columns: tuple[str, ...] = ()
+
+
+class ScheduleConfig(_Frozen):
+    monitor_drift: str = "@daily"
+
+
+class AirloopConfig(_Frozen):
+    """The whole config file."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    task: TaskType
+    dataset: DatasetConfig
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig
+    gate: GateConfig
+    retraining: RetrainingConfig = RetrainingConfig()
+    drift: DriftConfig = DriftConfig()
+    schedules: ScheduleConfig = ScheduleConfig()
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> AirloopConfig:
+        allowed = CLASSIFICATION_METRICS if self.task == "binary_classification" else REGRESSION_METRICS
+        if self.gate.metric not in allowed:
+            raise ValueError(
+                f"gate.metric {self.gate.metric!r} does not fit task {self.task!r}; "
+                f"use one of {sorted(allowed)}"
+            )
+        unknown = [c for c in self.drift.columns if c not in self.dataset.columns]
+        if unknown:
+            raise ValueError(f"drift.columns: {unknown} are not declared under dataset.columns")
+        target_type = self.dataset.columns[self.dataset.target.column].type
+        if self.task == "regression" and target_type not in ("int", "float"):
+            raise ValueError(f"dataset.target: regression needs a numeric column, not {target_type}")
+        return self
+
+    def drift_columns(self) -> list[str]:
+        return list(self.drift.columns) or [*self.dataset.features, self.dataset.target.column]
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<memory>") -> AirloopConfig:
+    """Validate an already-loaded mapping; raise ConfigError naming each bad key."""
+    try:
+        return AirloopConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> AirloopConfig:
+    """Load and validate a config file (default: $AIRLOOP_CONFIG, else configs/flights.yaml)."""
+    resolved = Path(path or os.environ.get("AIRLOOP_CONFIG") or default_config_path())
+    if not resolved.is_file():
+        raise ConfigError(f"config file not found: {resolved}")
+    try:
+        data = yaml.safe_load(resolved.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {resolved} is not valid YAML: {error}") from None
+    return parse_config(data, str(resolved))
+
+
+def default_config_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "configs" / "flights.yaml"

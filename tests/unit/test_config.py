@@ -1,0 +1,69 @@
+"""Config validation: bad configs fail before any compute, naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from airloop.cli import main
+from airloop.config import ConfigError, load_config, parse_config
+from tests.conftest import FLIGHTS_CONFIG
+
+RAW = yaml.safe_load(FLIGHTS_CONFIG.read_text())
+
+
+def broken(**changes) -> dict:
+    data = copy.deepcopy(RAW)
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = data
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return data
+
+
+def test_flights_config_loads(config) -> None:
+    assert config.dataset.categorical_features() == ["carrier", "origin", "dest"]
+    assert "dep_delay" in config.dataset.numeric_features()
+    assert config.drift_columns()[-1] == "arr_delay"
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"bogus": 1}, "bogus"),
+        ({"model__family": "catboost"}, "model.family"),
+        ({"model__params": "deep"}, "model.params"),
+        ({"dataset__features": ["carrier", "nope"]}, "'nope'"),
+        ({"dataset__target__column": "missing"}, "'missing'"),
+        ({"gate__metric": "rmse"}, "gate.metric"),
+        ({"drift__share_threshold": 2}, "drift.share_threshold"),
+        ({"split__window_partitions": 0}, "split.window_partitions"),
+        ({"dataset__columns__distance__type": "decimal"}, "dataset.columns.distance.type"),
+    ],
+)
+def test_bad_config_names_the_key(changes, named) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(broken(**changes), "test.yaml")
+    assert named in str(error.value)
+    assert "test.yaml" in str(error.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_cli_rejects_a_bad_config_before_doing_anything(tmp_path, paths, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(broken(model__family="catboost")))
+    assert main(["--config", str(bad), "ingest"]) == 2
+    assert "model.family" in capsys.readouterr().err
+    assert not paths.home.exists()
