@@ -1,0 +1,72 @@
+"""Scoring a model on labelled rows, and the naive baseline every model must beat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from airloop.config import AirloopConfig
+from airloop.data.frames import feature_frame, labelled_rows, labels
+
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "average_precision": True,
+    "accuracy": True,
+    "log_loss": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+
+
+def metric_value(metric: str, y_true: np.ndarray, scores: np.ndarray) -> float:
+    """One metric from true labels and model scores (probabilities or predicted values)."""
+    if metric == "roc_auc":
+        return float(skm.roc_auc_score(y_true, scores))
+    if metric == "average_precision":
+        return float(skm.average_precision_score(y_true, scores))
+    if metric == "accuracy":
+        return float(skm.accuracy_score(y_true, scores >= 0.5))
+    if metric == "log_loss":
+        return float(skm.log_loss(y_true, np.clip(scores, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    if metric == "rmse":
+        return float(np.sqrt(skm.mean_squared_error(y_true, scores)))
+    if metric == "mae":
+        return float(skm.mean_absolute_error(y_true, scores))
+    if metric == "r2":
+        return float(skm.r2_score(y_true, scores))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def task_metrics(config: AirloopConfig) -> list[str]:
+    if config.task == "binary_classification":
+        return ["roc_auc", "average_precision", "log_loss", "accuracy"]
+    return ["rmse", "mae", "r2"]
+
+
+def model_scores(model: Any, features: pd.DataFrame, config: AirloopConfig) -> np.ndarray:
+    """Positive-class probability for classification, the predicted value for regression."""
+    if config.task == "binary_classification":
+        return np.asarray(model.predict_proba(features))[:, 1]
+    return np.asarray(model.predict(features), dtype=float)
+
+
+def score_all(y_true: np.ndarray, scores: np.ndarray, config: AirloopConfig) -> dict[str, float]:
+    return {name: metric_value(name, y_true, scores) for name in task_metrics(config)}
+
+
+def evaluate_model(model: Any, frame: pd.DataFrame, config: AirloopConfig) -> dict[str, float]:
+    """Every metric of the task for `model` on the labelled rows of `frame`."""
+    rows = labelled_rows(frame, config)
+    scores = model_scores(model, feature_frame(rows, config), config)
+    return score_all(labels(rows, config).to_numpy(), scores, config)
+
+
+def baseline_metrics(train: pd.DataFrame, frame: pd.DataFrame, config: AirloopConfig) -> dict[str, float]:
+    """The naive model: always the training prior (classification) or mean (regression)."""
+    constant = float(labels(labelled_rows(train, config), config).mean())
+    y_true = labels(labelled_rows(frame, config), config).to_numpy()
+    return score_all(y_true, np.full(len(y_true), constant), config)

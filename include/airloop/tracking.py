@@ -1,0 +1,46 @@
+"""MLflow setup shared by every stage: one tracking store and one experiment per config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+from airloop.config import AirloopConfig
+from airloop.paths import StatePaths
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def use_tracking(config: AirloopConfig, paths: StatePaths) -> str:
+    """Point MLflow at the state dir's store and make sure the config's experiment exists.
+
+    Returns the experiment id. The artifact location is set explicitly because MLflow's
+    default is relative to the working directory, which differs between tasks.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(paths.tracking_uri())
+    experiment = mlflow.get_experiment_by_name(config.name)
+    if experiment is None:
+        paths.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+        experiment_id = mlflow.create_experiment(
+            config.name, artifact_location=paths.mlflow_artifacts.as_uri()
+        )
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def tracking_client(paths: StatePaths) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=paths.tracking_uri(), registry_uri=paths.tracking_uri())
+
+
+def config_hash(config: AirloopConfig) -> str:
+    """A stable fingerprint of the config's content, for lineage tags."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,87 @@
+"""Assemble a training set and its frozen evaluation set from validated partitions.
+
+The newest partition is the evaluation set, never seen in training; the
+`split.window_partitions` partitions before it are the training set. While only one
+partition exists, its newest rows (by `dataset.order_by`) are held out instead.
+Both sets are written under a key derived from the partitions they contain and versioned
+with DVC, so assembling the same window twice gives the same files and hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from airloop.config import AirloopConfig
+from airloop.data.ingest import partition_path, validated_partitions
+from airloop.data.versioning import tracked_hash, version_file
+from airloop.paths import StatePaths
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    train_partitions: list[str]
+    eval_partition: str
+    train_path: str
+    eval_path: str
+    train_hash: str
+    eval_hash: str
+
+    @property
+    def data_through(self) -> str:
+        return self.eval_partition
+
+    def summary(self) -> dict:
+        return asdict(self)
+
+
+def _read(paths: StatePaths, partitions: list[str]) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(partition_path(paths, p)) for p in partitions], ignore_index=True)
+
+
+def _frames(
+    config: AirloopConfig, paths: StatePaths, train_parts: list[str], eval_part: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if train_parts != [eval_part]:
+        return _read(paths, train_parts), _read(paths, [eval_part])
+    frame = _read(paths, [eval_part])
+    if config.dataset.order_by:
+        frame = frame.sort_values(config.dataset.order_by, kind="stable", ignore_index=True)
+    cut = int(len(frame) * (1 - config.split.bootstrap_eval_fraction))
+    return frame.iloc[:cut], frame.iloc[cut:]
+
+
+def _window_key(paths: StatePaths, train_parts: list[str], eval_part: str) -> str:
+    hashes = [tracked_hash(partition_path(paths, p)) for p in [*train_parts, eval_part]]
+    digest = hashlib.sha256("|".join(hashes).encode()).hexdigest()[:12]
+    return f"{train_parts[0]}_{eval_part}_{digest}"
+
+
+def assemble_training_set(config: AirloopConfig, paths: StatePaths) -> TrainingWindow:
+    """Write and version the training and evaluation sets for the newest partitions."""
+    partitions = validated_partitions(paths)
+    if not partitions:
+        raise RuntimeError(f"no validated partitions under {paths.partitions}: ingest data first")
+    # A lone partition is both: _frames then holds out its newest rows.
+    train_parts = partitions[-(config.split.window_partitions + 1) : -1] or partitions[-1:]
+    eval_part = partitions[-1]
+    directory = paths.training_sets / _window_key(paths, train_parts, eval_part)
+    directory.mkdir(parents=True, exist_ok=True)
+    train_path, eval_path = directory / "train.parquet", directory / "eval.parquet"
+    if not (Path(f"{train_path}.dvc").exists() and Path(f"{eval_path}.dvc").exists()):
+        train, evaluation = _frames(config, paths, train_parts, eval_part)
+        train.to_parquet(train_path, index=False)
+        evaluation.to_parquet(eval_path, index=False)
+        version_file(train_path, paths)
+        version_file(eval_path, paths)
+    return TrainingWindow(
+        train_partitions=train_parts,
+        eval_partition=eval_part,
+        train_path=str(train_path),
+        eval_path=str(eval_path),
+        train_hash=tracked_hash(train_path),
+        eval_hash=tracked_hash(eval_path),
+    )

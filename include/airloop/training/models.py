@@ -1,0 +1,66 @@
+"""Model families: one scikit-learn Pipeline per family, preprocessing included.
+
+The preprocessing lives inside the logged model, so serving applies exactly the
+transforms training applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from airloop.config import AirloopConfig
+
+
+def _tree_preprocessing(config: AirloopConfig) -> ColumnTransformer:
+    # Integer codes, not one-hot or native categoricals: trees split on them well and they
+    # train several times faster; unseen categories map to -1 instead of failing.
+    codes = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
+    return ColumnTransformer(
+        [
+            ("categorical", codes, config.dataset.categorical_features()),
+            ("numeric", "passthrough", config.dataset.numeric_features()),
+        ]
+    )
+
+
+def _linear_preprocessing(config: AirloopConfig) -> ColumnTransformer:
+    return ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), config.dataset.categorical_features()),
+            ("numeric", StandardScaler(), config.dataset.numeric_features()),
+        ]
+    )
+
+
+def _estimator(config: AirloopConfig) -> Any:
+    params, seed = dict(config.model.params), config.model.seed
+    classify = config.task == "binary_classification"
+    family = config.model.family
+    if family == "xgboost":
+        from xgboost import XGBClassifier, XGBRegressor
+
+        cls = XGBClassifier if classify else XGBRegressor
+        return cls(tree_method="hist", random_state=seed, **params)
+    if family == "sklearn_hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        cls = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
+        return cls(random_state=seed, **params)
+    if family == "sklearn_linear":
+        from sklearn.linear_model import LogisticRegression, Ridge
+
+        if classify:
+            return LogisticRegression(max_iter=1000, random_state=seed, **params)
+        return Ridge(**params)
+    raise ValueError(f"model.family {family!r} is not supported")
+
+
+def build_pipeline(config: AirloopConfig) -> Pipeline:
+    """An unfitted pipeline: preprocessing for the family, then the estimator."""
+    linear = config.model.family == "sklearn_linear"
+    prep = _linear_preprocessing(config) if linear else _tree_preprocessing(config)
+    return Pipeline([("prep", prep), ("model", _estimator(config))])

@@ -1,0 +1,76 @@
+"""Training through the local runner, and the registry's versions and aliases (real MLflow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from airloop.data.ingest import store_partition
+from airloop.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    current_champion,
+    promote_champion,
+    register_candidate,
+)
+from airloop.tracking import tracking_client
+from airloop.training.dataset import assemble_training_set
+from airloop.training.runners import run_local
+from airloop.training.train import TrainRequest, train_candidate
+
+
+@pytest.fixture
+def window(config, paths, flights_month):
+    paths.landing.mkdir(parents=True)
+    for month in (1, 2):
+        landed = paths.landing / f"2013-{month:02d}.csv"
+        flights_month(month, 3000).to_csv(landed, index=False)
+        store_partition(landed, paths)
+    return assemble_training_set(config, paths)
+
+
+def test_local_runner_trains_in_a_process_and_is_reproducible(config, paths, window) -> None:
+    import mlflow
+
+    request = TrainRequest(window.train_path, window.eval_path, {"airloop.data_hash": window.train_hash})
+    in_process = run_local(request, paths.runs / "first")
+    assert (paths.runs / "first" / "result.json").exists()
+    assert in_process.metrics["roc_auc"] > 0.6
+
+    again = train_candidate(config, request, paths)
+    assert again.metrics == in_process.metrics  # same data, config and seed
+    assert again.run_id != in_process.run_id
+
+    run = tracking_client(paths).get_run(in_process.run_id)
+    assert run.data.tags["airloop.data_hash"] == window.train_hash
+    assert run.data.params["family"] == "xgboost"
+    mlflow.set_tracking_uri(paths.tracking_uri())
+    model = mlflow.sklearn.load_model(in_process.model_uri)
+    assert hasattr(model, "predict_proba")
+
+
+def test_runner_failure_carries_the_process_output(paths) -> None:
+    request = TrainRequest("/nonexistent/train.parquet", "/nonexistent/eval.parquet", {})
+    with pytest.raises(RuntimeError, match="nonexistent"):
+        run_local(request, paths.runs / "broken")
+
+
+def test_registration_is_idempotent_and_promotion_keeps_the_previous_champion(config, paths, window) -> None:
+    client = tracking_client(paths)
+    name = config.model.registered_name
+    request = TrainRequest(window.train_path, window.eval_path, {})
+    first, second = (train_candidate(config, request, paths) for _ in range(2))
+    tags = {"airloop.data_hash": window.train_hash, "airloop.airflow_run_id": "run-1"}
+
+    v1 = register_candidate(client, name, first.run_id, first.model_uri, tags)
+    assert register_candidate(client, name, first.run_id, first.model_uri, tags).version == v1.version
+    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v1.version
+    assert client.get_model_version(name, v1.version).tags["airloop.airflow_run_id"] == "run-1"
+
+    assert current_champion(client, name) is None
+    promote_champion(client, name, v1.version)
+    v2 = register_candidate(client, name, second.run_id, second.model_uri, tags)
+    promote_champion(client, name, v2.version)
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v2.version
+    assert str(client.get_model_version_by_alias(name, PREVIOUS_CHAMPION).version) == v1.version
+    assert len(client.search_model_versions(f"name = '{name}'")) == 2
