@@ -1,0 +1,174 @@
+"""compare_frames against real Evidently: verdicts, skips, schema errors and kept reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airloop.config import AirloopConfig, parse_config
+from airloop.monitoring.drift import DriftResult, compare_frames
+
+
+def make_config(**drift: Any) -> AirloopConfig:
+    return parse_config(
+        {
+            "name": "synthetic",
+            "task": "regression",
+            "dataset": {
+                "columns": {
+                    "x": {"type": "float"},
+                    "n": {"type": "int"},
+                    "c": {"type": "str"},
+                    "y": {"type": "float"},
+                    "unused": {"type": "str"},
+                },
+                "target": {"column": "y"},
+                "features": ["x", "n", "c"],
+            },
+            "model": {"family": "sklearn_linear", "registered_name": "synthetic"},
+            "gate": {"metric": "rmse"},
+            "drift": {"share_threshold": 0.25, "min_rows": 100, **drift},
+        }
+    )
+
+
+def make_frame(rows: int, seed: int, x_shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(x_shift, 1.0, rows),
+            "n": rng.integers(0, 50, rows),
+            "c": rng.choice(["a", "b", "c", "d"], rows, p=[0.4, 0.3, 0.2, 0.1]),
+            "y": rng.normal(10.0, 2.0, rows),
+            "unused": "ignored",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    return make_frame(3000, seed=1)
+
+
+def test_same_distribution_is_no_drift(reference: pd.DataFrame, tmp_path: Path) -> None:
+    result = compare_frames(reference, make_frame(2000, seed=2), make_config(), tmp_path, "same")
+
+    assert result.status == "no_drift"
+    assert not result.drift_detected
+    assert result.drift_share == 0.0
+    assert result.drifted_columns == []
+    assert set(result.column_scores) == {"x", "n", "c", "y"}
+    assert "0 of 4 columns drifted" in result.reason
+
+
+def test_shifted_column_is_drift_and_named(reference: pd.DataFrame, tmp_path: Path) -> None:
+    current = make_frame(2000, seed=3, x_shift=3.0)
+
+    result = compare_frames(reference, current, make_config(), tmp_path, "shifted")
+
+    assert result.status == "drift"
+    assert result.drift_detected
+    assert result.drifted_columns == ["x"]
+    assert result.drift_share == pytest.approx(0.25)
+    assert result.column_scores["x"] > result.column_scores["y"]
+    assert "1 of 4 columns drifted" in result.reason and "x" in result.reason
+    summary = result.summary()
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary["drift_detected"] is True
+    assert summary["drifted_columns"] == ["x"]
+
+
+def test_small_samples_use_p_values_and_still_detect_drift(tmp_path: Path) -> None:
+    # At 1000 rows or fewer Evidently switches to p-value tests, where a low score means drift.
+    reference, current = make_frame(400, seed=4), make_frame(400, seed=5, x_shift=3.0)
+    current["c"] = "d"
+
+    result = compare_frames(reference, current, make_config(), tmp_path, "small")
+
+    assert result.status == "drift"
+    assert result.drifted_columns == ["x", "c"]
+    assert result.column_scores["x"] < 0.05
+    assert "p_value" in result.column_methods["x"]
+
+
+def test_column_threshold_reaches_evidently(reference: pd.DataFrame, tmp_path: Path) -> None:
+    current = make_frame(2000, seed=6, x_shift=0.4)
+
+    default = compare_frames(reference, current, make_config(), tmp_path, "default")
+    lenient = compare_frames(reference, current, make_config(column_threshold=0.9), tmp_path, "lenient")
+
+    assert default.drifted_columns == ["x"]
+    assert lenient.status == "no_drift"
+    assert lenient.column_scores["x"] == pytest.approx(default.column_scores["x"])
+
+
+def test_too_few_rows_is_skipped_not_no_drift(reference: pd.DataFrame, tmp_path: Path) -> None:
+    result = compare_frames(reference, make_frame(50, seed=7), make_config(), tmp_path, "few")
+
+    assert result.status == "skipped"
+    assert not result.drift_detected
+    assert result.drift_share is None
+    assert "current frame has 50 rows" in result.reason and "min_rows=100" in result.reason
+    assert result.html_path is None and result.json_path is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_all_null_column_is_skipped_and_named(reference: pd.DataFrame, tmp_path: Path) -> None:
+    current = make_frame(2000, seed=8)
+    current["y"] = np.nan
+
+    result = compare_frames(reference, current, make_config(), tmp_path, "null")
+
+    assert result.status == "skipped"
+    assert "current frame" in result.reason and "'y' (0)" in result.reason
+
+
+def test_missing_column_raises(reference: pd.DataFrame, tmp_path: Path) -> None:
+    current = make_frame(2000, seed=9).drop(columns=["n"])
+
+    with pytest.raises(ValueError, match=r"current frame lacks compared column\(s\) \['n'\]"):
+        compare_frames(reference, current, make_config(), tmp_path, "missing")
+
+
+def test_non_numeric_values_in_numeric_column_raise(reference: pd.DataFrame, tmp_path: Path) -> None:
+    current = make_frame(2000, seed=10)
+    current["x"] = current["x"].astype(str)
+
+    with pytest.raises(ValueError, match="'x' is declared numeric"):
+        compare_frames(reference, current, make_config(), tmp_path, "typed")
+
+
+def test_unsafe_report_name_raises(reference: pd.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not file-name safe"):
+        compare_frames(reference, reference, make_config(), tmp_path, "../escape")
+
+
+def test_reports_are_kept_on_disk(reference: pd.DataFrame, tmp_path: Path) -> None:
+    report_dir = tmp_path / "reports" / "drift"
+
+    result = compare_frames(reference, make_frame(2000, seed=11), make_config(), report_dir, "r1")
+
+    assert isinstance(result, DriftResult)
+    assert result.html_path == str(report_dir / "r1.html")
+    assert result.json_path == str(report_dir / "r1.json")
+    html = Path(result.html_path).read_text()
+    assert len(html) > 50_000 and "<html" in html.lower()
+    saved = json.loads(Path(result.json_path).read_text())
+    assert any("DriftedColumnsCount" in m["config"]["type"] for m in saved["metrics"])
+
+
+def test_reference_is_the_baseline(reference: pd.DataFrame, tmp_path: Path) -> None:
+    # Evidently norms the Wasserstein distance by the reference's spread: with current and
+    # reference swapped, x (std 1 vs 4) would score ~0.6 instead of ~2.4.
+    current = make_frame(2000, seed=12)
+    current["x"] = current["x"] * 4.0
+
+    result = compare_frames(reference, current, make_config(column_threshold=1.0), tmp_path, "order")
+
+    assert result.column_scores["x"] == pytest.approx(2.4, abs=0.2)
+    assert result.drifted_columns == ["x"]
