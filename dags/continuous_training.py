@@ -1,0 +1,108 @@
+"""Continuous training: train a candidate, gate it against the champion, register, package, promote.
+
+Triggered by `validated_data` or `drift_detected` (either), by hand in the UI, or over
+the REST API. The retraining policy in the config decides whether the triggers call for a
+new model. The candidate and the current champion are scored on the same frozen
+evaluation set (the newest partition); only a candidate that beats both the champion and
+a naive baseline is registered (alias `challenger`), packaged as a BentoML bento and
+promoted (alias `champion`, the old one kept as `previous_champion`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import dag, task
+from airloop_assets import CHAMPION_MODEL, DRIFT_DETECTED, TRIGGER_OF_ASSET, VALIDATED_DATA
+
+from airloop.config import load_config
+from airloop.paths import StatePaths
+
+CONFIG = load_config()
+PATHS = StatePaths.from_env()
+
+
+def _triggers(context) -> list[str]:
+    """What started this run: new_data and/or drift from asset events, else manual."""
+    events = context.get("triggering_asset_events") or {}
+    kinds = {TRIGGER_OF_ASSET.get(asset.name, asset.name) for asset in events if events[asset]}
+    return sorted(kinds) or ["manual"]
+
+
+@dag(
+    schedule=(VALIDATED_DATA | DRIFT_DETECTED),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    max_active_runs=1,
+    catchup=False,
+    tags=["airloop", "training"],
+    default_args={"owner": "airloop", "retries": 1, "retry_delay": timedelta(seconds=10)},
+    doc_md=__doc__,
+)
+def continuous_training():
+    @task.short_circuit
+    def decide_retraining(**context) -> bool:
+        from airloop.pipelines.continuous_training import decide_retraining
+
+        verdict = decide_retraining(CONFIG, PATHS, _triggers(context), context["run_id"])
+        print(f"retrain={verdict['retrain']}: {verdict['reason']}")
+        return bool(verdict["retrain"])
+
+    @task(pool="airloop_dvc")
+    def prepare_training_set() -> dict:
+        from airloop.pipelines.continuous_training import prepare_training_set
+
+        return prepare_training_set(CONFIG, PATHS)
+
+    @task
+    def train_candidate(window: dict, **context) -> dict:
+        from airloop.pipelines.continuous_training import train
+
+        return train(CONFIG, PATHS, window, context["run_id"])
+
+    @task
+    def evaluate_candidate(window: dict, candidate: dict, **context) -> dict:
+        from airloop.pipelines.continuous_training import evaluate
+
+        record = evaluate(CONFIG, PATHS, window, candidate, context["run_id"], _triggers(context))
+        return {
+            "candidate_run_id": record["candidate_run_id"],
+            "candidate_model_uri": record["candidate_model_uri"],
+            **record["decision"],
+        }
+
+    @task.short_circuit
+    def passes_gate(decision: dict) -> bool:
+        print(f"promote={decision['promote']}: {decision['reason']}")
+        return bool(decision["promote"])
+
+    @task
+    def register_model(decision: dict, window: dict, **context) -> dict:
+        from airloop.pipelines.continuous_training import register
+
+        return register(CONFIG, PATHS, decision, window, context["run_id"])
+
+    @task
+    def package_model(model: dict) -> dict:
+        from airloop.pipelines.continuous_training import package
+
+        return package(CONFIG, PATHS, model)
+
+    @task(outlets=[CHAMPION_MODEL])
+    def promote_champion(packaged: dict, **context) -> dict:
+        from airloop.pipelines.continuous_training import promote
+
+        champion = promote(CONFIG, PATHS, packaged, context["run_id"])
+        context["outlet_events"][CHAMPION_MODEL].extra = champion
+        return champion
+
+    window = prepare_training_set()
+    decide_retraining() >> window
+    candidate = train_candidate(window)
+    decision = evaluate_candidate(window, candidate)
+    gate = passes_gate(decision)
+    model = register_model(decision, window)
+    gate >> model
+    promote_champion(package_model(model))
+
+
+continuous_training()

@@ -1,0 +1,81 @@
+"""Ingest landed partitions: validate with Great Expectations, version with DVC, signal new data.
+
+Runs continuously: each run waits (deferred to the triggerer) for a file in the landing
+directory, takes the oldest through validation and versioning, and emits `validated_data`
+with the partition, its row count and DVC hash. A partition that fails validation is moved
+to `quarantine/<partition>/` with its validation result and the run fails, naming the
+expectations and columns; nothing reaches training.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.standard.sensors.filesystem import FileSensor
+from airflow.sdk import dag, task
+from airloop_assets import VALIDATED_DATA
+
+from airloop.config import load_config
+from airloop.paths import StatePaths
+
+CONFIG = load_config()
+PATHS = StatePaths.from_env()
+
+
+@dag(
+    schedule="@continuous",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    max_active_runs=1,
+    catchup=False,
+    tags=["airloop", "data"],
+    default_args={"owner": "airloop", "retries": 1, "retry_delay": timedelta(seconds=10)},
+    doc_md=__doc__,
+)
+def ingest_data():
+    wait = FileSensor(
+        task_id="wait_for_landed_file",
+        filepath=PATHS.landing_pattern(CONFIG.dataset.format),
+        deferrable=True,
+        poke_interval=2,
+        timeout=timedelta(hours=6).total_seconds(),
+        soft_fail=True,
+    )
+
+    @task
+    def take_next_file() -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airloop.pipelines.ingest_data import next_landed_file
+
+        landed = next_landed_file(CONFIG, PATHS)
+        if landed is None:
+            raise AirflowSkipException("the landing directory is empty")
+        return landed
+
+    @task
+    def validate(landed_file: str) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airloop.data.validation import PartitionRejected
+        from airloop.pipelines.ingest_data import validate_landed_file
+
+        try:
+            return validate_landed_file(landed_file, CONFIG, PATHS)
+        except PartitionRejected as rejected:
+            # The partition is already quarantined: a retry would only fail the same way.
+            raise AirflowFailException(str(rejected)) from rejected
+
+    @task(pool="airloop_dvc", outlets=[VALIDATED_DATA])
+    def version(landed_file: str, validation: dict, **context) -> dict:
+        from airloop.pipelines.ingest_data import version_partition
+
+        stored = version_partition(landed_file, PATHS)
+        context["outlet_events"][VALIDATED_DATA].extra = stored
+        return stored
+
+    landed = take_next_file()
+    wait >> landed
+    version(landed, validate(landed))
+
+
+ingest_data()

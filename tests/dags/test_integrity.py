@@ -1,0 +1,93 @@
+"""DAG integrity: every DAG file imports, is cheap to parse, and follows the house rules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from airloop.paths import PROJECT_ROOT
+
+DAGS_FOLDER = PROJECT_ROOT / "dags"
+DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name != "airloop_assets.py")
+EXPECTED_DAGS = {"ingest_data", "continuous_training", "monitor_drift"}
+HEAVY_MODULES = (
+    "pandas",
+    "numpy",
+    "mlflow",
+    "great_expectations",
+    "evidently",
+    "bentoml",
+    "torch",
+    "xgboost",
+    "sklearn",
+    "dvc",
+    "pyarrow",
+)
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    # The dag-processor puts the bundle (the DAGs folder) on sys.path: that is how the DAG
+    # files share airloop_assets.py.
+    if str(DAGS_FOLDER) not in sys.path:
+        sys.path.insert(0, str(DAGS_FOLDER))
+    return DagBag(dag_folder=str(DAGS_FOLDER), safe_mode=False)
+
+
+def test_no_import_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}
+
+
+def test_the_three_dags_exist(dagbag) -> None:
+    assert set(dagbag.dag_ids) == EXPECTED_DAGS
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.stem)
+def test_dag_id_is_the_file_name_and_one_dag_per_file(dagbag, dag_file) -> None:
+    in_file = [d for d in dagbag.dags.values() if d.fileloc == str(dag_file)]
+    assert [d.dag_id for d in in_file] == [dag_file.stem]
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_house_rules(dagbag, dag_id) -> None:
+    dag = dagbag.dags[dag_id]
+    assert dag.catchup is False
+    assert "airloop" in dag.tags and len(dag.tags) >= 2
+    assert dag.doc_md and len(dag.doc_md) > 100
+    assert dag.max_active_runs == 1
+    for task in dag.tasks:
+        assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+        assert task.owner == "airloop"
+
+
+def test_no_cycles(dagbag) -> None:
+    from airflow.sdk.definitions.dag import DAG
+
+    for dag in dagbag.dags.values():
+        assert isinstance(dag, DAG)
+        # topological_sort raises on a cycle
+        assert len(dag.topological_sort()) == len(dag.tasks)
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.stem)
+def test_parses_fast_without_heavy_imports(dag_file) -> None:
+    """In a fresh interpreter with Airflow already loaded (as the dag-processor has it)."""
+    probe = (
+        "import sys, time, runpy, airflow.sdk\n"
+        f"sys.path.insert(0, {str(DAGS_FOLDER)!r})\n"
+        "start = time.perf_counter()\n"
+        f"runpy.run_path({str(dag_file)!r})\n"
+        "print('PARSE_SECONDS', time.perf_counter() - start)\n"
+        f"print('HEAVY', *(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    found = dict(
+        line.partition(" ")[::2] for line in done.stdout.splitlines() if line.startswith(("PARSE_", "HEAVY"))
+    )
+    seconds, heavy = float(found["PARSE_SECONDS"]), found["HEAVY"].strip()
+    assert seconds < 2.0
+    assert heavy == "", f"{dag_file.name} imports {heavy} at parse time"
