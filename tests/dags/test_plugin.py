@@ -1,0 +1,159 @@
+"""The airloop Airflow plugin: light to import, loaded by Airflow, links built from the env.
+
+Airflow is imported only in a subprocess with its own AIRFLOW_HOME: importing Airflow
+configures it for the whole process (and creates directories under AIRFLOW_HOME), and the
+plugins manager caches what it loaded.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS_FOLDER = ROOT / "plugins"
+PLUGIN_FILE = PLUGINS_FOLDER / "airloop_plugin.py"
+
+UI_URL = "http://mlflow.example.test:5123/"  # trailing slash on purpose
+HEAVY_MODULES = [
+    "pandas",
+    "numpy",
+    "mlflow",
+    "great_expectations",
+    "evidently",
+    "bentoml",
+    "torch",
+    "xgboost",
+    "sklearn",
+    "dvc",
+    "pyarrow",
+    "airloop",
+]
+
+# Runs in the subprocess: load plugins the way the API server does, then report as JSON.
+_PROBE = """
+import json, os, sys
+
+out_path = sys.argv[1]
+heavy = json.loads(sys.argv[2])
+before = set(sys.modules)
+
+from airflow import plugins_manager
+from airflow.plugins_manager import is_valid_plugin
+
+plugins_manager.ensure_plugins_loaded()
+info = plugins_manager.get_plugin_info()
+links = plugins_manager.get_global_operator_extra_links()
+loaded = [m for m in heavy if m in sys.modules and m not in before]
+
+plugin = next((p for p in plugins_manager._get_plugins()[0] if p.name == "airloop"), None)
+url_from_env = {link.name: link.get_link(None, ti_key=None) for link in links}
+os.environ.pop("AIRLOOP_MLFLOW_UI_URL")
+url_default = {link.name: link.get_link(None, ti_key=None) for link in links}
+
+# What the REST API's /api/v2/plugins would serve (it drops plugins that fail this).
+from airflow.api_fastapi.core_api.datamodels.plugins import PluginResponse
+served = [PluginResponse.model_validate(dict(i)).model_dump(mode="json") for i in info]
+
+with open(out_path, "w") as f:
+    json.dump({
+        "import_errors": {str(k): v for k, v in plugins_manager.get_import_errors().items()},
+        "names": [i["name"] for i in info],
+        "valid": plugin is not None and is_valid_plugin(type(plugin)),
+        "bases": [f"{b.__module__}.{b.__qualname__}" for b in type(plugin).__mro__] if plugin else [],
+        "source": str(plugin.source) if plugin else None,
+        "links": [link.name for link in links],
+        "url_from_env": url_from_env,
+        "url_default": url_default,
+        "served": served,
+        "heavy_loaded": loaded,
+    }, f)
+"""
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("airflow_home")
+    out = home / "probe.json"
+    # Nothing Airflow-related leaks in from the calling environment.
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AIRLOOP_MLFLOW"))
+    }
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(PLUGINS_FOLDER),
+        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        AIRLOOP_MLFLOW_UI_URL=UI_URL,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(out), json.dumps(HEAVY_MODULES)],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def test_plugin_module_imports_only_light_modules() -> None:
+    """Module level holds the standard library and Airflow only (every component imports it)."""
+    tree = ast.parse(PLUGIN_FILE.read_text())
+    allowed = {"__future__", "os", "typing", "airflow"}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            roots = {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            roots = {(node.module or "").split(".")[0]}
+        else:
+            continue
+        assert roots <= allowed, f"line {node.lineno}: module-level import of {roots - allowed}"
+
+
+def test_plugins_manager_loads_the_airloop_plugin(probe: dict[str, Any]) -> None:
+    assert probe["import_errors"] == {}
+    assert "airloop" in probe["names"]
+    assert probe["valid"], "not a valid AirflowPlugin subclass"
+    assert any(base.endswith("plugins_manager.AirflowPlugin") for base in probe["bases"])
+    assert probe["source"] == "$PLUGINS_FOLDER/airloop_plugin.py"
+
+
+def test_loading_the_plugin_imports_nothing_heavy(probe: dict[str, Any]) -> None:
+    assert probe["heavy_loaded"] == []
+
+
+def test_mlflow_link_is_a_global_extra_link(probe: dict[str, Any]) -> None:
+    assert "MLflow" in probe["links"]
+
+
+def test_mlflow_link_url_comes_from_the_environment(probe: dict[str, Any]) -> None:
+    assert probe["url_from_env"]["MLflow"] == "http://mlflow.example.test:5123/#/experiments"
+    assert probe["url_default"]["MLflow"] == "http://127.0.0.1:5000/#/experiments"
+
+
+def test_plugin_is_served_by_the_rest_api(probe: dict[str, Any]) -> None:
+    served = {plugin["name"]: plugin for plugin in probe["served"]}
+    airloop = served["airloop"]
+    assert airloop["global_operator_extra_links"] == ["<airloop_plugin.MLflowLink object>"]
+    assert airloop["external_views"] == [
+        {
+            "name": "MLflow",
+            "href": "http://mlflow.example.test:5123/#/experiments",
+            "destination": "nav",
+            "category": "browse",
+            "icon": None,
+            "icon_dark_mode": None,
+            "url_route": None,
+            "nav_top_level": False,
+        }
+    ]

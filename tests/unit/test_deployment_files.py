@@ -1,0 +1,406 @@
+"""Static checks of the deployment files: docker-compose.yaml, Dockerfile, .env.example.
+
+No Docker engine is needed: the compose file is parsed with PyYAML (anchors and merge keys
+resolved), the Dockerfile as text. When a `docker compose` client is installed, the compose
+file is also validated by it (`docker compose config -q`, which needs no engine).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERIGNORE = ROOT / ".dockerignore"
+REQUIREMENTS = ROOT / "requirements.txt"
+
+AIRFLOW_SERVICES = (
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+)
+SERVICES = ("postgres", "redis", "mlflow", *AIRFLOW_SERVICES)
+
+# Variables from .env that hold secrets, and the settings that must take them from there.
+SECRET_VARIABLES = frozenset(
+    {
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_FERNET_KEY",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_API_SECRET_KEY",
+        "AIRFLOW_ADMIN_PASSWORD",
+    }
+)
+SECRET_SETTINGS = {
+    # service: {environment variable in the container: secret variable in .env}
+    **{
+        service: {
+            "AIRFLOW__CORE__FERNET_KEY": "AIRFLOW_FERNET_KEY",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "AIRFLOW_JWT_SECRET",
+            "AIRFLOW__API__SECRET_KEY": "AIRFLOW_API_SECRET_KEY",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "POSTGRES_PASSWORD",
+            "AIRFLOW__CELERY__RESULT_BACKEND": "POSTGRES_PASSWORD",
+        }
+        for service in AIRFLOW_SERVICES
+    },
+    "postgres": {"POSTGRES_PASSWORD": "POSTGRES_PASSWORD"},
+    "mlflow": {"MLFLOW_BACKEND_STORE_URI": "POSTGRES_PASSWORD"},
+}
+SECRET_SETTINGS["airflow-init"] = {
+    **SECRET_SETTINGS["airflow-init"],
+    "_AIRFLOW_WWW_USER_PASSWORD": "AIRFLOW_ADMIN_PASSWORD",
+}
+
+# Compose interpolation: ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?err}, ${NAME?err},
+# ${NAME:+alt}, ${NAME+alt}, and bare $NAME; "$$" is a literal dollar sign.
+_BRACED = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
+_BARE = re.compile(r"\$(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # the KEY=VALUE list form
+        env = dict(item.split("=", 1) for item in env)
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every string in the parsed compose file (keys and values; comments are not data)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(key)
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+
+
+def _references(text: str) -> list[tuple[str, str | None]]:
+    """(variable, operator) for each interpolation in ``text``; escaped ``$$`` ignored."""
+    text = text.replace("$$", "")
+    refs = [(m["name"], m["op"]) for m in _BRACED.finditer(text)]
+    refs += [(m["name"], None) for m in _BARE.finditer(_BRACED.sub("", text))]
+    return refs
+
+
+def _all_references(compose: dict[str, Any]) -> list[tuple[str, str | None]]:
+    return [ref for text in _strings(compose) for ref in _references(text)]
+
+
+def _env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        assert sep, f".env.example: not NAME=value: {line!r}"
+        values[name.strip()] = value.strip()
+    return values
+
+
+def _service_blocks(text: str) -> dict[str, str]:
+    """The raw text of each service block (two-space indented keys under ``services:``)."""
+    body = text.split("\nservices:\n", 1)[1]
+    body = re.split(r"\n(?=\S)", body, maxsplit=1)[0]  # up to the next top-level key
+    parts = re.split(r"^  ([A-Za-z0-9._-]+):\s*$", body, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, with continuation lines joined, comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].strip() + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, args = line.partition(" ")
+        instructions.append((keyword.upper(), args.strip()))
+    assert not pending, "Dockerfile ends inside a continuation line"
+    return instructions
+
+
+def _dockerfile_stages() -> dict[str, dict[str, Any]]:
+    """Stage name -> {"base": resolved FROM image, "instructions": [(INSTR, args), ...]}."""
+    global_args: dict[str, str] = {}
+    stages: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    for keyword, args in _dockerfile_instructions():
+        if keyword == "FROM":
+            match = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", args, re.I)
+            assert match, f"unparsed FROM {args!r}"
+            image = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: global_args[m[1]], match[1])
+            name = match[2] or f"stage-{len(stages)}"
+            current = stages[name] = {"base": image, "instructions": []}
+        elif current is None:
+            if keyword == "ARG" and "=" in args:
+                name, _, default = args.partition("=")
+                global_args[name.strip()] = default.strip().strip('"')
+        else:
+            current["instructions"].append((keyword, args))
+    return stages
+
+
+def _stage(stages: dict[str, dict[str, Any]], name: str, keyword: str) -> list[str]:
+    return [args for kw, args in stages[name]["instructions"] if kw == keyword]
+
+
+def _pinned(package: str) -> str:
+    for line in REQUIREMENTS.read_text().splitlines():
+        match = re.fullmatch(rf"{re.escape(package)}==(\S+)", line.split("#")[0].strip())
+        if match:
+            return match[1]
+    raise AssertionError(f"{package} is not pinned with == in requirements.txt")
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def test_compose_has_the_services(services: dict[str, dict[str, Any]]) -> None:
+    missing = sorted(set(SERVICES) - set(services))
+    assert not missing, f"services missing from docker-compose.yaml: {missing}"
+
+
+def test_airflow_services_use_the_common_anchor(compose: dict[str, Any]) -> None:
+    blocks = _service_blocks(COMPOSE_FILE.read_text())
+    for name in AIRFLOW_SERVICES:
+        assert "<<: *airflow-common\n" in blocks[name], f"{name} does not merge *airflow-common"
+
+
+def test_airflow_image_is_built_from_the_airflow_target(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    common = compose["x-airflow-common"]
+    assert common["build"]["target"] == "airflow"
+    assert common["build"]["context"] == "."
+    assert "dockerfile" not in common["build"], "the repository's Dockerfile is the one built"
+    stages = _dockerfile_stages()
+    for name in (*AIRFLOW_SERVICES, "mlflow"):
+        service = services[name]
+        assert service["image"] == common["image"], f"{name} runs another image"
+        assert service["build"] == common["build"], f"{name} builds another image"
+        assert service["build"]["target"] in stages
+
+
+def test_executor_is_celery(services: dict[str, dict[str, Any]]) -> None:
+    for name in AIRFLOW_SERVICES:
+        env = _environment(services[name])
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert re.match(r"redis://(:@)?redis:6379/", env["AIRFLOW__CELERY__BROKER_URL"]), name
+        assert "@postgres/" in env["AIRFLOW__CELERY__RESULT_BACKEND"], name
+        assert "@postgres/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], name
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080/"), (
+            name
+        )
+    assert services["airflow-worker"]["command"] == "celery worker"
+
+
+def test_airloop_environment(services: dict[str, dict[str, Any]]) -> None:
+    for name in AIRFLOW_SERVICES:
+        env = _environment(services[name])
+        assert env["AIRLOOP_HOME"] == "/opt/airflow/state", name
+        assert env["AIRLOOP_CONFIG"] == "/opt/airflow/configs/flights.yaml", name
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+    config = ROOT / "configs" / "flights.yaml"
+    assert config.is_file(), "AIRLOOP_CONFIG points at configs/flights.yaml, baked into the image"
+
+
+def test_secrets_are_required_references(services: dict[str, dict[str, Any]]) -> None:
+    for name, settings in SECRET_SETTINGS.items():
+        env = _environment(services[name])
+        for setting, variable in settings.items():
+            value = env.get(setting)
+            assert value is not None, f"{name}: {setting} is not set"
+            assert f"${{{variable}:?" in value, (
+                f"{name}: {setting} must take ${{{variable}:?...}} from .env, got {value!r}"
+            )
+
+
+def test_secrets_are_never_defaulted(compose: dict[str, Any]) -> None:
+    refs = _all_references(compose)
+    referenced = {name for name, _ in refs}
+    assert SECRET_VARIABLES <= referenced, sorted(SECRET_VARIABLES - referenced)
+    for name, op in refs:
+        if name in SECRET_VARIABLES:
+            assert op == ":?", f"${{{name}}} is referenced with {op!r}: secrets must be ':?'"
+
+
+def test_every_variable_is_documented(compose: dict[str, Any]) -> None:
+    documented = _env_example()
+    referenced = {name for name, _ in _all_references(compose)}
+    undocumented = sorted(referenced - set(documented))
+    assert not undocumented, f"referenced in docker-compose.yaml, not in .env.example: {undocumented}"
+    unused = sorted(set(documented) - referenced)
+    assert not unused, f"in .env.example but not used by docker-compose.yaml: {unused}"
+
+
+def test_env_example_holds_no_secret_values() -> None:
+    documented = _env_example()
+    for name in SECRET_VARIABLES:
+        assert documented.get(name) == "", f".env.example must leave {name} blank"
+
+
+def test_env_file_is_kept_out_of_git_and_images() -> None:
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+    ignored = DOCKERIGNORE.read_text().split()
+    for path in (".env", ".venv/", ".git/", ".state/"):
+        assert path in ignored, f".dockerignore does not exclude {path}"
+
+
+def test_depends_on_targets_exist(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        depends_on = service.get("depends_on") or {}
+        if isinstance(depends_on, list):
+            depends_on = {target: {"condition": "service_started"} for target in depends_on}
+        for target, spec in depends_on.items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            assert target != name, f"{name} depends on itself"
+            condition = spec.get("condition", "service_started")
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], (
+                    f"{name} waits for {target} to be healthy; {target} has no healthcheck"
+                )
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    used = set()
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes") or []:
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":", 1)[0]
+            if source.startswith((".", "/", "~", "$")):
+                continue  # a bind mount
+            used.add(source)
+            assert source in declared, f"{name} mounts undeclared volume {source}"
+    assert declared == used, f"declared but unused volumes: {sorted(declared - used)}"
+
+
+def test_compose_config_validates() -> None:
+    """`docker compose config -q` validates schema and interpolation without an engine."""
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no `docker compose` plugin or `docker-compose` binary on this machine")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env_file = Path(tmp) / ".env"
+        values = _env_example()
+        values.update({name: f"test-{name.lower()}" for name in SECRET_VARIABLES})
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+        args = [*command, "-f", str(COMPOSE_FILE), "--env-file", str(env_file), "config", "-q"]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+        # Without the secrets compose refuses, naming what is missing.
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in _env_example().items()))
+        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        assert any(name in result.stderr for name in SECRET_VARIABLES), result.stderr
+
+
+def _compose_command() -> list[str] | None:
+    candidates = []
+    if shutil.which("docker"):
+        candidates.append(["docker", "compose"])
+    if shutil.which("docker-compose"):
+        candidates.append(["docker-compose"])
+    for command in candidates:
+        probe = subprocess.run([*command, "version"], capture_output=True, text=True, timeout=30)
+        if probe.returncode == 0:
+            return command
+    return None
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+
+def test_dockerfile_has_airflow_and_trainer_targets() -> None:
+    stages = _dockerfile_stages()
+    assert {"airflow", "trainer"} <= set(stages), sorted(stages)
+    assert stages["trainer"]["base"] == "python:3.11-slim"
+    entrypoints = _stage(stages, "trainer", "ENTRYPOINT")
+    assert entrypoints and entrypoints[-1].replace(" ", "") == '["airloop","train"]'
+
+
+def test_airflow_base_image_matches_the_pinned_airflow() -> None:
+    stages = _dockerfile_stages()
+    match = re.fullmatch(
+        r"apache/airflow:(?P<version>[^-]+)-python(?P<python>[\d.]+)", stages["airflow"]["base"]
+    )
+    assert match, f"airflow stage is not based on the official image: {stages['airflow']['base']}"
+    assert match["version"] == _pinned("apache-airflow")
+    assert match["python"] == "3.11"
+
+
+@pytest.mark.parametrize("stage", ["airflow", "trainer"])
+def test_stage_installs_requirements_and_airloop(stage: str) -> None:
+    stages = _dockerfile_stages()
+    copied = [args for args in _stage(stages, stage, "COPY") if "requirements.txt" in args.split()]
+    assert copied, f"{stage}: requirements.txt is not copied"
+    destination = copied[0].split()[-1]
+    runs = " && ".join(_stage(stages, stage, "RUN"))
+    assert re.search(rf"pip install [^&]*-r {re.escape(destination)}", runs), (
+        f"{stage}: requirements are not installed with pip install -r {destination}"
+    )
+    # airloop itself: the wheel built from pyproject.toml (or the source tree, `pip install .`).
+    assert re.search(r"pip install [^&]*(airloop[^&\s]*\.whl|\s\.(\s|$))", runs), (
+        f"{stage}: airloop is not installed"
+    )
+
+
+def test_airflow_stage_copies_dags_plugins_configs() -> None:
+    stages = _dockerfile_stages()
+    copies = _stage(stages, "airflow", "COPY")
+    for folder in ("dags", "plugins", "configs"):
+        assert any(f" {folder}/ /opt/airflow/{folder}/" in f" {args}" for args in copies), folder
+    env = " ".join(_stage(stages, "airflow", "ENV"))
+    assert "AIRLOOP_HOME=/opt/airflow/state" in env
+    assert "AIRLOOP_CONFIG=/opt/airflow/configs/flights.yaml" in env
+
+
+def test_copied_sources_exist_and_are_not_dockerignored() -> None:
+    ignored = {line.strip().rstrip("/") for line in DOCKERIGNORE.read_text().splitlines()}
+    for _, stage in _dockerfile_stages().items():
+        for args in (a for kw, a in stage["instructions"] if kw == "COPY"):
+            if "--from=" in args:
+                continue
+            sources = [part for part in args.split()[:-1] if not part.startswith("--")]
+            for source in sources:
+                if "*" in source:  # an optional glob, e.g. README.md*
+                    continue
+                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+                assert source.rstrip("/") not in ignored, f".dockerignore excludes {source}"
