@@ -1,0 +1,148 @@
+"""The BentoML service that serves one registered model version to HTTP clients.
+
+Nothing here names a dataset. What the service serves is decided when the bento is built
+(`airloop.packaging.bento.build_bento`) and passed as BentoML template arguments
+(`bentoml.use_arguments`). BentoML stores them in the bento's `bento.yaml` and hands them
+back to this module every time the bento is served, so a served bento always loads the
+exact model version it was built for (`bentoml get <bento tag>` shows them under `args`):
+
+    model_tag         BentoML model holding the MLflow model, e.g. "flights-late-arrival:v3"
+    registered_name   MLflow registered model name, e.g. "flights-late-arrival"
+    registry_version  MLflow registry version, e.g. "3"
+    task              "binary_classification" or "regression"
+    features          {column: "int" | "float" | "str" | "bool"}, in the model's column order
+    nullable          the features that may be null
+
+The bento holds this file alone (not the airloop package), so it imports nothing from
+airloop. For development, serve it straight from source with the arguments in a YAML file:
+`bentoml serve service.py:TabularModel --arg-file args.yaml`.
+
+API: POST /predict {"records": [{feature: value, ...}, ...]} returns, per record,
+{"prediction", "score", "model_name", "model_version"}.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import bentoml
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+# Where build_bento puts the MLflow model inside the BentoML model.
+MLFLOW_MODEL_FOLDER = "mlflow_model"
+
+
+class ServeArgs(BaseModel):
+    """The template arguments build_bento passes; validated when the bento is loaded."""
+
+    # pydantic reserves the "model_" prefix unless told otherwise; model_tag is ours.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_tag: str
+    registered_name: str
+    registry_version: str
+    task: Literal["binary_classification", "regression"]
+    features: dict[str, Literal["int", "float", "str", "bool"]] = Field(min_length=1)
+    nullable: list[str] = Field(default_factory=list)
+
+
+class Prediction(BaseModel):
+    """One record's answer."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    # The 0/1 label (score >= 0.5) for binary classification, the value for regression.
+    prediction: int | float
+    # P(label == 1) for binary classification; None for regression.
+    score: float | None
+    model_name: str
+    model_version: str
+
+
+_PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+CATEGORICAL_TYPES = ("str", "bool")
+
+
+def record_model(args: ServeArgs) -> type[BaseModel]:
+    """A pydantic model of one input record.
+
+    Every feature is required, except nullable ones, which default to null; unknown keys
+    are rejected.
+    """
+    fields: dict[str, Any] = {}
+    for position, (name, kind) in enumerate(args.features.items()):
+        python_type: Any = _PYTHON_TYPES[kind]
+        # Columns are fields by alias: a column may be named anything ("copy", "arr delay"),
+        # which would clash with BaseModel's attributes or not be an identifier.
+        if name in args.nullable:
+            fields[f"feature_{position}"] = (python_type | None, Field(default=None, alias=name))
+        else:
+            fields[f"feature_{position}"] = (python_type, Field(alias=name))
+    return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def feature_frame(records: list[dict[str, Any]], args: ServeArgs) -> pd.DataFrame:
+    """Records as the model's input frame, typed as training typed them.
+
+    Mirrors `airloop.data.frames.feature_frame` on CSV data: categoricals become strings,
+    nullable numerics float64.
+    """
+    frame = pd.DataFrame.from_records(records, columns=list(args.features))
+    for name, kind in args.features.items():
+        if kind in CATEGORICAL_TYPES:
+            # A JSON null arrives as None, which would become "None"; training read the
+            # CSV's empty cell as NaN, which became "nan".
+            column = frame[name]
+            frame[name] = column.where(column.notna(), float("nan")).astype(str)
+        elif name in args.nullable:
+            frame[name] = frame[name].astype("float64")
+    return frame
+
+
+ARGS = bentoml.use_arguments(ServeArgs)
+
+if TYPE_CHECKING:
+    Record = BaseModel
+else:
+    # A module-level name: BentoML resolves the API's annotations in this module's globals.
+    Record = record_model(ARGS)
+
+
+@bentoml.service(traffic={"timeout": 30})
+class TabularModel:
+    """Serves the MLflow sklearn pipeline stored in the BentoML model `ARGS.model_tag`."""
+
+    # An exact tag: the bento records this model and `bentoml serve` loads that one.
+    bento_model = bentoml.models.BentoModel(ARGS.model_tag)
+
+    def __init__(self) -> None:
+        # Imported here, not at module level: importing the module (which `bentoml build`
+        # does) stays fast; only serving workers pay for mlflow.
+        import mlflow.sklearn
+
+        self.pipeline = mlflow.sklearn.load_model(self.bento_model.path_of(MLFLOW_MODEL_FOLDER))
+
+    @bentoml.api
+    def predict(self, records: list[Record]) -> list[Prediction]:
+        """Score records; answers come back in the order the records were sent."""
+        if not records:
+            return []
+        frame = feature_frame([r.model_dump(by_alias=True) for r in records], ARGS)
+        values: list[int | float]
+        scores: list[float | None]
+        if ARGS.task == "binary_classification":
+            probabilities = [float(p) for p in self.pipeline.predict_proba(frame)[:, 1]]
+            values, scores = [int(p >= 0.5) for p in probabilities], list(probabilities)
+        else:
+            values = [float(v) for v in self.pipeline.predict(frame)]
+            scores = [None] * len(values)
+        return [
+            Prediction(
+                prediction=value,
+                score=score,
+                model_name=ARGS.registered_name,
+                model_version=ARGS.registry_version,
+            )
+            for value, score in zip(values, scores, strict=True)
+        ]

