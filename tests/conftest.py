@@ -26,8 +26,18 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StatePaths:
     """An empty state dir for this test, also what StatePaths.from_env() sees."""
     state = StatePaths(tmp_path / "state")
     monkeypatch.setenv("AIRLOOP_HOME", str(state.home))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return state
+
+
+@pytest.fixture(autouse=True)
+def _own_mlflow_store():
+    """mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, where
+    StatePaths.tracking_uri() would find the previous test's store: start each test clean."""
+    before = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,27 +52,16 @@ def cmd_validate(args: argparse.Namespace, config: AirloopConfig, paths: StatePa
 def cmd_train(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
     from airloop.training.train import TrainRequest, train_candidate
 
-    result = train_candidate(config, TrainRequest.read(Path(args.request)), paths)
+    result = train_candidate(TrainRequest.read(Path(args.request)), paths)
     result.write(Path(args.result))
-    _print(result.__dict__)
+    _print(asdict(result))
     return 0
 
 
 def cmd_retrain(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.pipelines import continuous_training as ct
+    from airloop.pipelines.continuous_training import run_continuous_training
 
-    run_key = _run_key("cli")
-    verdict = ct.decide_retraining(config, paths, [args.trigger], run_key)
-    if not verdict["retrain"]:
-        _print(verdict)
-        return 0
-    window = ct.prepare_training_set(config, paths)
-    candidate = ct.train(config, paths, window, run_key)
-    record = ct.evaluate(config, paths, window, candidate, run_key, [args.trigger])
-    if record["decision"]["promote"]:
-        model = ct.register(config, paths, record, window, run_key)
-        record["promoted"] = ct.promote(config, paths, ct.package(config, paths, model), run_key)
-    _print(record)
+    _print(run_continuous_training(config, paths, [args.trigger], _run_key("cli")))
     return 0
 
 

@@ -22,10 +22,14 @@ def safe_key(value: str) -> str:
 @dataclass(frozen=True)
 class StatePaths:
     home: Path
+    # An MLflow server to use instead of the SQLite store under `home` (production).
+    mlflow_server: str | None = None
 
     @classmethod
     def from_env(cls) -> StatePaths:
-        return cls(Path(os.environ.get("AIRLOOP_HOME", PROJECT_ROOT / ".state")).resolve())
+        """Resolved once: MLflow itself rewrites MLFLOW_TRACKING_URI in os.environ later on."""
+        home = Path(os.environ.get("AIRLOOP_HOME", PROJECT_ROOT / ".state")).resolve()
+        return cls(home, os.environ.get("MLFLOW_TRACKING_URI") or None)
 
     # Data: a DVC repository of its own (no git), holding validated partitions and
     # assembled training sets.
@@ -89,4 +93,4 @@ class StatePaths:
         return self.home / "airflow"
 
     def tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db}"
+        return self.mlflow_server or f"sqlite:///{self.mlflow_db}"

@@ -32,12 +32,17 @@ def window(config, paths, flights_month):
 def test_local_runner_trains_in_a_process_and_is_reproducible(config, paths, window) -> None:
     import mlflow
 
-    request = TrainRequest(window.train_path, window.eval_path, {"airloop.data_hash": window.train_hash})
+    request = TrainRequest(
+        config.model_dump(mode="json"),
+        window.train_path,
+        window.eval_path,
+        {"airloop.data_hash": window.train_hash},
+    )
     in_process = run_local(request, paths.runs / "first")
     assert (paths.runs / "first" / "result.json").exists()
     assert in_process.metrics["roc_auc"] > 0.6
 
-    again = train_candidate(config, request, paths)
+    again = train_candidate(request, paths)
     assert again.metrics == in_process.metrics  # same data, config and seed
     assert again.run_id != in_process.run_id
 
@@ -49,8 +54,10 @@ def test_local_runner_trains_in_a_process_and_is_reproducible(config, paths, win
     assert hasattr(model, "predict_proba")
 
 
-def test_runner_failure_carries_the_process_output(paths) -> None:
-    request = TrainRequest("/nonexistent/train.parquet", "/nonexistent/eval.parquet", {})
+def test_runner_failure_carries_the_process_output(config, paths) -> None:
+    request = TrainRequest(
+        config.model_dump(mode="json"), "/nonexistent/train.parquet", "/nonexistent/eval.parquet", {}
+    )
     with pytest.raises(RuntimeError, match="nonexistent"):
         run_local(request, paths.runs / "broken")
 
@@ -58,8 +65,8 @@ def test_runner_failure_carries_the_process_output(paths) -> None:
 def test_registration_is_idempotent_and_promotion_keeps_the_previous_champion(config, paths, window) -> None:
     client = tracking_client(paths)
     name = config.model.registered_name
-    request = TrainRequest(window.train_path, window.eval_path, {})
-    first, second = (train_candidate(config, request, paths) for _ in range(2))
+    request = TrainRequest(config.model_dump(mode="json"), window.train_path, window.eval_path, {})
+    first, second = (train_candidate(request, paths) for _ in range(2))
     tags = {"airloop.data_hash": window.train_hash, "airloop.airflow_run_id": "run-1"}
 
     v1 = register_candidate(client, name, first.run_id, first.model_uri, tags)

@@ -19,11 +19,17 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise ValueError(f"unsupported file type {path.suffix!r} for {path} (expected .csv or .parquet)")
 
 
+# A missing categorical is a category of its own; the same token whether the frame came from
+# CSV (NaN) or Parquet (None), and the one the serving bento uses.
+MISSING_CATEGORY = "nan"
+
+
 def feature_frame(frame: pd.DataFrame, config: AirloopConfig) -> pd.DataFrame:
     """The model's input columns, categoricals as strings (what training and serving both see)."""
     features = frame.loc[:, list(config.dataset.features)].copy()
     for name in config.dataset.categorical_features():
-        features[name] = features[name].astype(str)
+        column = features[name]
+        features[name] = column.astype(str).where(column.notna(), MISSING_CATEGORY)
     return features
 
 

@@ -45,6 +45,7 @@ def train(config: AirloopConfig, paths: StatePaths, window: dict, run_key: str) 
     """Train a candidate with the local runner (a subprocess running `airloop train`)."""
     training = TrainingWindow(**window)
     request = TrainRequest(
+        config=config.model_dump(mode="json"),
         train_path=training.train_path,
         eval_path=training.eval_path,
         tags=_lineage_tags(config, training, run_key),
@@ -94,6 +95,22 @@ def promote(config: AirloopConfig, paths: StatePaths, packaged: dict, run_key: s
     record["promoted"] = {"version": champion.version, "bento": packaged["bento"]}
     path.write_text(json.dumps(record, indent=2))
     return {"version": champion.version, "bento": packaged["bento"]}
+
+
+def run_continuous_training(
+    config: AirloopConfig, paths: StatePaths, triggers: list[str], run_key: str
+) -> dict:
+    """Every task above in order, in this process: what the DAG does, without Airflow."""
+    verdict = decide_retraining(config, paths, triggers, run_key)
+    if not verdict["retrain"]:
+        return verdict
+    window = prepare_training_set(config, paths)
+    candidate = train(config, paths, window, run_key)
+    record = evaluate(config, paths, window, candidate, run_key, triggers)
+    if record["decision"]["promote"]:
+        model = register(config, paths, record, window, run_key)
+        record["promoted"] = promote(config, paths, package(config, paths, model), run_key)
+    return record
 
 
 def _lineage_tags(config: AirloopConfig, window: TrainingWindow, run_key: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ through the same code.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,17 +18,14 @@ def train_command(request_path: Path, result_path: Path) -> list[str]:
     return ["airloop", "train", "--request", str(request_path), "--result", str(result_path)]
 
 
-def run_local(request: TrainRequest, workdir: Path, config_path: str | None = None) -> TrainResult:
+def run_local(request: TrainRequest, workdir: Path) -> TrainResult:
     """Run training in a fresh process; raise with the tail of its output if it fails."""
     request_path, result_path = workdir / "request.json", workdir / "result.json"
     request.write(request_path)
     result_path.unlink(missing_ok=True)
-    env = dict(os.environ)
-    if config_path:
-        env["AIRLOOP_CONFIG"] = config_path
     # The console script of this interpreter's environment, not whatever is first on PATH.
     command = [sys.executable, "-m", "airloop.cli", *train_command(request_path, result_path)[1:]]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
     (workdir / "train.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         tail = (done.stdout + done.stderr)[-3000:]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from airloop.config import AirloopConfig
+from airloop.config import parse_config
 from airloop.data.frames import feature_frame, labelled_rows, labels
 from airloop.evaluation.metrics import evaluate_model
 from airloop.paths import StatePaths
@@ -27,6 +27,9 @@ _SERVING_PACKAGES = ("scikit-learn", "xgboost", "pandas", "numpy", "skops")
 
 @dataclass(frozen=True)
 class TrainRequest:
+    """Everything a training process needs, so a container needs no config file of its own."""
+
+    config: dict
     train_path: str
     eval_path: str
     tags: dict[str, str]
@@ -55,12 +58,13 @@ class TrainResult:
         return cls(**json.loads(path.read_text()))
 
 
-def train_candidate(config: AirloopConfig, request: TrainRequest, paths: StatePaths) -> TrainResult:
+def train_candidate(request: TrainRequest, paths: StatePaths) -> TrainResult:
     """Fit the configured pipeline, score it on the evaluation set, and log everything to MLflow."""
     import mlflow
     from mlflow.models import infer_signature
 
     started = time.monotonic()
+    config = parse_config(request.config, "the training request")
     use_tracking(config, paths)
     train = labelled_rows(pd.read_parquet(request.train_path), config)
     evaluation = pd.read_parquet(request.eval_path)

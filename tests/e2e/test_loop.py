@@ -1,0 +1,118 @@
+"""The whole loop through Airflow's real scheduler, api-server, dag-processor and triggerer.
+
+Three months of real flights are landed one at a time; nothing is called directly. Then a
+broken partition is landed and must be quarantined without reaching training.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airloop.config import load_config
+from airloop.data.versioning import cached_file
+from airloop.demo.replay import replay
+from airloop.paths import StatePaths
+from airloop.registry import CHAMPION
+from airloop.stack import EmbeddedStack
+from airloop.tracking import tracking_client
+from tests.conftest import FLIGHTS_CONFIG
+
+pytestmark = pytest.mark.e2e
+MONTHS = [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    raw = yaml.safe_load(FLIGHTS_CONFIG.read_text())
+    # A low threshold makes the drift trigger certain (February's `day` alone drifts from
+    # January's), so the test checks the mechanism, not this year's weather.
+    raw["drift"]["share_threshold"] = 0.1
+    config_path = root / "flights-e2e.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    paths = StatePaths(root / "state")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AIRLOOP_HOME", str(paths.home))
+        env.setenv("AIRLOOP_CONFIG", str(config_path))
+        env.setenv("BENTOML_HOME", str(paths.bentoml_home))
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        stack = EmbeddedStack(paths, str(config_path))
+        try:
+            assert replay(load_config(config_path), paths, MONTHS, keep_running=True) == 0
+            yield paths, stack
+        finally:
+            stack.stop()
+
+
+def test_every_month_was_validated_and_versioned(loop) -> None:
+    paths, _ = loop
+    for month in MONTHS:
+        partition = f"2013-{month:02d}"
+        assert (paths.reports / "validation" / f"{partition}.json").exists()
+        assert Path(f"{paths.partitions / partition}.parquet.dvc").exists()
+
+
+def test_champion_carries_its_lineage(loop) -> None:
+    paths, stack = loop
+    config = load_config()
+    client = tracking_client(paths)
+    champion = client.get_model_version_by_alias(config.model.registered_name, CHAMPION)
+    data_hash = champion.tags["airloop.data_hash"]
+    assert cached_file(data_hash, paths).stat().st_size > 0  # DVC restores those bytes
+    run_id = champion.tags["airloop.airflow_run_id"]
+    run = stack.client().request("GET", f"dags/continuous_training/dagRuns/{run_id}")
+    assert run["state"] == "success"
+
+
+def test_a_bento_of_the_champion_exists(loop) -> None:
+    paths, _ = loop
+    config = load_config()
+    champion = tracking_client(paths).get_model_version_by_alias(config.model.registered_name, CHAMPION)
+    bentos = list((paths.bentoml_home / "bentos").glob(f"*/v{champion.version}/bento.yaml"))
+    assert bentos, f"no bento for champion v{champion.version} under {paths.bentoml_home}"
+
+
+def test_drift_triggered_a_training_run(loop) -> None:
+    _, stack = loop
+    client = stack.client()
+    drift_triggered = []
+    for run in client.dag_runs("continuous_training"):
+        events = client.request(
+            "GET", f"dags/continuous_training/dagRuns/{run['dag_run_id']}/upstreamAssetEvents"
+        )
+        if any(e["name"] == "drift_detected" for e in events["asset_events"]):
+            drift_triggered.append(run)
+    assert drift_triggered, "no continuous_training run was triggered by drift_detected"
+    assert all(run["state"] == "success" for run in drift_triggered)
+
+
+def test_a_broken_partition_is_quarantined_and_never_trained_on(loop, flights_month) -> None:
+    paths, stack = loop
+    broken = flights_month(4).drop(columns=["distance"])
+    staging = paths.landing / ".2013-04.csv.tmp"
+    broken.to_csv(staging, index=False)
+    staging.rename(paths.landing / "2013-04.csv")
+
+    quarantined = paths.quarantine / "2013-04"
+    client = stack.client()
+    deadline = time.monotonic() + 180
+    failed = []
+    while not failed and time.monotonic() < deadline:
+        failed = [r for r in client.dag_runs("ingest_data") if r["state"] == "failed"]
+        time.sleep(2)
+    assert failed, "the ingest run of the broken partition did not fail"
+    assert (quarantined / "2013-04.csv").exists()
+    result = next(quarantined.glob("*.json")).read_text()
+    assert "distance" in result
+
+    log = client.request(
+        "GET", f"dags/ingest_data/dagRuns/{failed[0]['dag_run_id']}/taskInstances/validate/logs/1"
+    )
+    assert "expect_column_to_exist" in str(log) and "distance" in str(log)
+    assert not (paths.partitions / "2013-04.parquet").exists()
+    decisions = [p.read_text() for p in (paths.reports / "decisions").glob("*.json")]
+    assert not any('"eval_partition": "2013-04"' in d for d in decisions)
