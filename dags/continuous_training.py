@@ -10,10 +10,15 @@ promoted (alias `champion`, the old one kept as `previous_champion`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from airflow.sdk import dag, task
-from airloop_assets import CHAMPION_MODEL, DRIFT_DETECTED, TRIGGER_OF_ASSET, VALIDATED_DATA
+from airloop_wiring import (
+    CHAMPION_MODEL,
+    DEFAULT_ARGS,
+    DRIFT_DETECTED,
+    START_DATE,
+    TRIGGER_OF_ASSET,
+    VALIDATED_DATA,
+)
 
 from airloop.config import load_config
 from airloop.paths import StatePaths
@@ -31,11 +36,11 @@ def _triggers(context) -> list[str]:
 
 @dag(
     schedule=(VALIDATED_DATA | DRIFT_DETECTED),
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=START_DATE,
     max_active_runs=1,
     catchup=False,
     tags=["airloop", "training"],
-    default_args={"owner": "airloop", "retries": 1, "retry_delay": timedelta(seconds=10)},
+    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
 )
 def continuous_training():

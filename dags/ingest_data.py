@@ -9,11 +9,11 @@ expectations and columns; nothing reaches training.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import dag, task
-from airloop_assets import VALIDATED_DATA
+from airloop_wiring import DEFAULT_ARGS, START_DATE, VALIDATED_DATA
 
 from airloop.config import load_config
 from airloop.paths import StatePaths
@@ -24,11 +24,11 @@ PATHS = StatePaths.from_env()
 
 @dag(
     schedule="@continuous",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=START_DATE,
     max_active_runs=1,
     catchup=False,
     tags=["airloop", "data"],
-    default_args={"owner": "airloop", "retries": 1, "retry_delay": timedelta(seconds=10)},
+    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
 )
 def ingest_data():

@@ -9,10 +9,8 @@ summary (which columns, how much, which report).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from airloop_assets import DRIFT_DETECTED, VALIDATED_DATA
+from airloop_wiring import DEFAULT_ARGS, DRIFT_DETECTED, START_DATE, VALIDATED_DATA
 
 from airloop.config import load_config
 from airloop.paths import StatePaths
@@ -26,11 +24,11 @@ PATHS = StatePaths.from_env()
         timetable=CronTriggerTimetable(CONFIG.schedules.monitor_drift, timezone="UTC"),
         assets=VALIDATED_DATA,
     ),
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=START_DATE,
     max_active_runs=1,
     catchup=False,
     tags=["airloop", "monitoring"],
-    default_args={"owner": "airloop", "retries": 1, "retry_delay": timedelta(seconds=10)},
+    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
 )
 def monitor_drift():

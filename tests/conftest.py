@@ -14,6 +14,12 @@ from airloop.config import AirloopConfig, load_config  # noqa: E402
 from airloop.paths import PROJECT_ROOT, StatePaths  # noqa: E402
 
 FLIGHTS_CONFIG = PROJECT_ROOT / "configs" / "flights.yaml"
+# Libraries that must never load while Airflow parses a DAG file or loads a plugin
+# (the same list as ruff's banned-module-level-imports in pyproject.toml).
+HEAVY_MODULES = (
+    "pandas", "numpy", "mlflow", "great_expectations", "evidently", "bentoml",
+    "torch", "xgboost", "sklearn", "dvc", "pyarrow",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -8,23 +8,11 @@ import sys
 import pytest
 
 from airloop.paths import PROJECT_ROOT
+from tests.conftest import HEAVY_MODULES
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
-DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name != "airloop_assets.py")
+DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name != "airloop_wiring.py")
 EXPECTED_DAGS = {"ingest_data", "continuous_training", "monitor_drift"}
-HEAVY_MODULES = (
-    "pandas",
-    "numpy",
-    "mlflow",
-    "great_expectations",
-    "evidently",
-    "bentoml",
-    "torch",
-    "xgboost",
-    "sklearn",
-    "dvc",
-    "pyarrow",
-)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +20,7 @@ def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     # The dag-processor puts the bundle (the DAGs folder) on sys.path: that is how the DAG
-    # files share airloop_assets.py.
+    # files share airloop_wiring.py.
     if str(DAGS_FOLDER) not in sys.path:
         sys.path.insert(0, str(DAGS_FOLDER))
     return DagBag(dag_folder=str(DAGS_FOLDER), safe_mode=False)

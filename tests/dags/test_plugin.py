@@ -17,25 +17,15 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import HEAVY_MODULES
+
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS_FOLDER = ROOT / "plugins"
 PLUGIN_FILE = PLUGINS_FOLDER / "airloop_plugin.py"
 
 UI_URL = "http://mlflow.example.test:5123/"  # trailing slash on purpose
-HEAVY_MODULES = [
-    "pandas",
-    "numpy",
-    "mlflow",
-    "great_expectations",
-    "evidently",
-    "bentoml",
-    "torch",
-    "xgboost",
-    "sklearn",
-    "dvc",
-    "pyarrow",
-    "airloop",
-]
+# The plugin must not pull in airloop either: the library imports heavy modules.
+PLUGIN_FORBIDDEN = [*HEAVY_MODULES, "airloop"]
 
 # Runs in the subprocess: load plugins the way the API server does, then report as JSON.
 _PROBE = """
@@ -95,7 +85,7 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         AIRLOOP_MLFLOW_UI_URL=UI_URL,
     )
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(out), json.dumps(HEAVY_MODULES)],
+        [sys.executable, "-c", _PROBE, str(out), json.dumps(PLUGIN_FORBIDDEN)],
         env=env,
         cwd=home,
         capture_output=True,

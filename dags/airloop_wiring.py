@@ -1,6 +1,12 @@
-"""The Assets that wire airloop's DAGs together (imported by the DAG files, not a DAG itself)."""
+"""What wires airloop's DAGs together: the Assets between them and the defaults they share.
+
+Imported by the DAG files (Airflow puts this folder on sys.path); not a DAG itself, so
+.airflowignore keeps the dag-processor from parsing it.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset
 
@@ -10,3 +16,6 @@ CHAMPION_MODEL = Asset(name="champion_model", uri="airloop://champion_model", gr
 
 # What each asset means when it triggers continuous training.
 TRIGGER_OF_ASSET = {VALIDATED_DATA.name: "new_data", DRIFT_DETECTED.name: "drift"}
+
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+DEFAULT_ARGS = {"owner": "airloop", "retries": 1, "retry_delay": timedelta(seconds=10)}
