@@ -21,9 +21,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Set up and run the whole loop on the embedded default, then print what happened.
+# Set up and run the whole loop on the embedded default (from an empty $(AIRLOOP_HOME)),
+# then print what happened.
 demo: install
-	$(BIN)/airloop demo run --months $(MONTHS) $(if $(KEEP_RUNNING),--keep-running)
+	$(BIN)/airloop demo run --fresh --months $(MONTHS) $(if $(KEEP_RUNNING),--keep-running)
 
 test: install lint
 	$(BIN)/pytest -q -p no:cacheprovider tests

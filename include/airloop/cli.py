@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -82,6 +83,12 @@ def cmd_demo_land(args: argparse.Namespace, config: AirloopConfig, paths: StateP
 def cmd_demo_run(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
     from airloop.demo.replay import replay
 
+    if args.fresh and paths.home.exists():
+        from airloop.stack import EmbeddedStack
+
+        EmbeddedStack(paths).stop()
+        shutil.rmtree(paths.home)
+
     return replay(config, paths, months=args.months, keep_running=args.keep_running)
 
 
@@ -146,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = demo.add_parser("run", help="replay months through a running Airflow and wait for the loop")
     run.add_argument("--months", type=_months, default=_months("1-12"))
     run.add_argument("--keep-running", action="store_true", help="leave Airflow running afterwards")
+    run.add_argument("--fresh", action="store_true", help="stop Airflow and empty $AIRLOOP_HOME first")
     run.set_defaults(func=cmd_demo_run)
     demo.add_parser("summary", help="one row per month: what the loop did").set_defaults(
         func=cmd_demo_summary
