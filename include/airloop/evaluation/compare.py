@@ -18,7 +18,12 @@ from airloop.training.train import TrainResult
 
 
 def evaluate_candidate(
-    config: AirloopConfig, window: TrainingWindow, candidate: TrainResult, paths: StatePaths, run_key: str
+    config: AirloopConfig,
+    window: TrainingWindow,
+    candidate: TrainResult,
+    paths: StatePaths,
+    run_key: str,
+    triggers: list[str],
 ) -> dict:
     """Score champion and baseline on the window's evaluation set, decide, keep the decision record.
 
@@ -48,6 +53,7 @@ def evaluate_candidate(
     )
     record = {
         "run_key": run_key,
+        "triggers": sorted(triggers),
         "eval_partition": window.eval_partition,
         "train_partitions": window.train_partitions,
         "train_hash": window.train_hash,

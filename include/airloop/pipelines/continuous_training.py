@@ -58,12 +58,11 @@ def evaluate(
     config: AirloopConfig, paths: StatePaths, window: dict, candidate: dict, run_key: str, triggers: list[str]
 ) -> dict:
     """Score candidate, champion and baseline on the frozen evaluation set; keep the decision."""
-    from airloop.evaluation.compare import evaluate_candidate, write_record
+    from airloop.evaluation.compare import evaluate_candidate
 
-    record = evaluate_candidate(config, TrainingWindow(**window), TrainResult(**candidate), paths, run_key)
-    record["triggers"] = sorted(triggers)
-    write_record(paths.report_dir("decisions") / f"{safe_key(run_key)}.json", record)
-    return record
+    return evaluate_candidate(
+        config, TrainingWindow(**window), TrainResult(**candidate), paths, run_key, triggers
+    )
 
 
 def register(config: AirloopConfig, paths: StatePaths, record: dict, window: dict, run_key: str) -> dict:
