@@ -34,7 +34,7 @@ PATHS = StatePaths.from_env()
 def ingest_data():
     wait = FileSensor(
         task_id="wait_for_landed_file",
-        filepath=PATHS.landing_pattern(CONFIG.dataset.format),
+        filepath=PATHS.landing_pattern(CONFIG.dataset.source.pattern),
         deferrable=True,
         poke_interval=2,
         timeout=timedelta(hours=6).total_seconds(),

@@ -14,6 +14,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ColumnType = Literal["int", "float", "str", "bool"]
+# Checks on a column that can be made warnings (recorded; the partition goes on).
+ColumnCheck = Literal["exists", "type", "not_null", "range", "allowed", "mean"]
+# Checks on the whole partition that can be made warnings.
+TableCheck = Literal["row_count", "row_growth", "unique_keys", "extra_columns", "partition_date"]
 TaskType = Literal["binary_classification", "regression"]
 ModelFamily = Literal["sklearn_hgb", "sklearn_linear", "xgboost"]
 
@@ -29,12 +33,67 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MeanCheck(_Frozen):
+    """The column's mean must lie within `within_std` standard deviations of the reference's."""
+
+    reference: float
+    std: float = Field(gt=0)
+    within_std: float = Field(default=3.0, gt=0)
+
+
 class ColumnSpec(_Frozen):
     type: ColumnType
+    # Nullable columns may hold nulls, but never only nulls unless all_null_ok.
     nullable: bool = False
+    all_null_ok: bool = False
     min: float | None = None
     max: float | None = None
     allowed: tuple[str, ...] | None = None
+    mean: MeanCheck | None = None
+    # These checks only warn: the failure is recorded and the partition goes on.
+    warn_on: tuple[ColumnCheck, ...] = ()
+
+
+class FileSource(_Frozen):
+    """Partitions arrive as files, one per partition, named `<partition>.<ext>`."""
+
+    kind: Literal["files"] = "files"
+    # Where files land: a local path or an object-storage URL (file://, s3://, gs://, ...)
+    # read through Airflow's ObjectStoragePath; empty means $AIRLOOP_HOME/landing.
+    location: str | None = None
+    pattern: str = "*.csv"
+    # A file is taken only once it has not changed for this long, so a writer still
+    # appending to it in place is never read half-way. (Writers that land under a
+    # dot-name and rename into place are safe at 0.)
+    settle_seconds: float = Field(default=0, ge=0)
+
+
+class SqlSource(_Frozen):
+    """Partitions are extracted from a database through an Airflow Connection."""
+
+    kind: Literal["sql"]
+    conn_id: str
+    # Run once per partition with the bind parameter :partition (e.g. WHERE month = :partition).
+    query: str
+
+    @model_validator(mode="after")
+    def _binds_partition(self) -> SqlSource:
+        if ":partition" not in self.query:
+            raise ValueError("query must use the bind parameter :partition")
+        return self
+
+
+class PartitionSpec(_Frozen):
+    """How partitions are named. Date partitions must parse and must not lie in the future."""
+
+    kind: Literal["key", "date"] = "key"
+    date_format: str | None = None
+
+    @model_validator(mode="after")
+    def _date_needs_format(self) -> PartitionSpec:
+        if self.kind == "date" and not self.date_format:
+            raise ValueError("date partitions need date_format (e.g. '%Y-%m')")
+        return self
 
 
 class TargetSpec(_Frozen):
@@ -44,19 +103,26 @@ class TargetSpec(_Frozen):
 
 
 class DatasetConfig(_Frozen):
-    format: Literal["csv", "parquet"] = "csv"
+    source: FileSource | SqlSource = Field(default_factory=FileSource, discriminator="kind")
+    partition: PartitionSpec = PartitionSpec()
     columns: dict[str, ColumnSpec]
     target: TargetSpec
     features: tuple[str, ...] = Field(min_length=1)
     # Rows ordered by this column make the time split of a lone partition.
     order_by: str | None = None
+    # Columns whose values together identify a row: no partition may repeat them.
+    keys: tuple[str, ...] = ()
     min_rows: int = Field(default=1, ge=1)
     max_rows: int | None = Field(default=None, ge=1)
+    # A partition may hold at most this many times the median rows of those before it.
+    max_row_growth: float | None = Field(default=None, gt=1)
+    # Undeclared columns fail validation, unless "extra_columns" is here (then they warn).
+    warn_on: tuple[TableCheck, ...] = ()
 
     @model_validator(mode="after")
     def _names_exist(self) -> DatasetConfig:
         known = set(self.columns)
-        for name in (*self.features, self.target.column, self.order_by):
+        for name in (*self.features, *self.keys, self.target.column, self.order_by):
             if name is not None and name not in known:
                 raise ValueError(f"column {name!r} is not declared under dataset.columns")
         if self.target.column in self.features:

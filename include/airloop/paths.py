@@ -37,9 +37,9 @@ class StatePaths:
     def landing(self) -> Path:
         return self.home / "landing"
 
-    def landing_pattern(self, file_format: str) -> str:
-        """Glob of files ready to ingest: writers land under a dot-name, then rename into place."""
-        return str(self.landing / f"[!.]*.{file_format}")
+    def landing_pattern(self, pattern: str) -> str:
+        """Glob of landed files. Glob never matches dot-names: writers land under one, then rename."""
+        return str(self.landing / pattern)
 
     @property
     def data(self) -> Path:

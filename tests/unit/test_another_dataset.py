@@ -18,7 +18,7 @@ DIAMONDS = {
     "name": "diamonds",
     "task": "regression",
     "dataset": {
-        "format": "parquet",
+        "source": {"kind": "files", "pattern": "*.parquet"},
         "min_rows": 100,
         "target": {"column": "price"},
         "features": ["carat", "cut", "color", "clarity", "depth", "table"],

@@ -33,7 +33,7 @@ class StoredPartition:
 
 def landed_files(config: AirloopConfig, paths: StatePaths) -> list[Path]:
     """Files waiting in the landing directory, oldest partition first (dot-files are in flight)."""
-    return sorted(Path(p) for p in glob(paths.landing_pattern(config.dataset.format)))
+    return sorted(Path(p) for p in glob(paths.landing_pattern(config.dataset.source.pattern)))
 
 
 def partition_of(landed_file: Path) -> str:
