@@ -60,10 +60,14 @@ def ingest_data():
         from airloop.pipelines.ingest_data import validate_landed_file
 
         try:
-            return validate_landed_file(landed_file, CONFIG, PATHS)
+            outcome = validate_landed_file(landed_file, CONFIG, PATHS)
         except PartitionRejected as rejected:
             # The partition is already quarantined: a retry would only fail the same way.
             raise AirflowFailException(str(rejected)) from rejected
+        for warning in outcome["warnings"]:
+            print(f"WARNING {warning['check']} on {warning['column']}: {warning['details']}")
+        print(f"validation result: {outcome['result_path']}")
+        return outcome
 
     @task(pool="airloop_dvc", outlets=[VALIDATED_DATA])
     def version(landed_file: str, validation: dict, **context) -> dict:

@@ -50,6 +50,29 @@ def cmd_validate(args: argparse.Namespace, config: AirloopConfig, paths: StatePa
     return 0 if outcome.success else 1
 
 
+def cmd_data_profile(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.data.profile import profile_yaml
+
+    print(profile_yaml(Path(args.file)), end="")
+    return 0
+
+
+def cmd_data_revalidate(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.data.validation import revalidate_quarantined
+
+    outcome = revalidate_quarantined(args.partition, config, paths)
+    verdict = "released to the landing directory" if outcome.success else "still fails: stays in quarantine"
+    _print({"partition": args.partition, "verdict": verdict, **outcome.summary()})
+    return 0 if outcome.success else 1
+
+
+def cmd_data_checkout(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.data.versioning import checkout
+
+    _print({"hash": args.hash, "written": str(checkout(args.hash, paths, Path(args.to)))})
+    return 0
+
+
 def cmd_train(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
     from airloop.training.train import TrainRequest, train_candidate
 
@@ -135,6 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate one file against the config's suite")
     validate.add_argument("file")
     validate.set_defaults(func=cmd_validate)
+    data = sub.add_parser("data", help="partitions: profile, revalidate, checkout").add_subparsers(
+        dest="action", required=True
+    )
+    profile = data.add_parser("profile", help="propose the dataset section of a config from a sample file")
+    profile.add_argument("file")
+    profile.set_defaults(func=cmd_data_profile, needs_config=False)
+    revalidate = data.add_parser(
+        "revalidate", help="validate a quarantined partition again; release it if it passes"
+    )
+    revalidate.add_argument("partition")
+    revalidate.set_defaults(func=cmd_data_revalidate)
+    checkout = data.add_parser("checkout", help="restore the exact bytes of a DVC hash")
+    checkout.add_argument("hash")
+    checkout.add_argument("--to", default=".", help="a file path, or a folder (default: here)")
+    checkout.set_defaults(func=cmd_data_checkout)
     train = sub.add_parser("train", help="the training entrypoint (what runners execute)")
     train.add_argument("--request", required=True)
     train.add_argument("--result", required=True)
@@ -168,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(args.config)
+        # Profiling is how a config gets written: it must not need one.
+        config = load_config(args.config) if getattr(args, "needs_config", True) else None
     except ConfigError as error:
         print(f"airloop: {error}", file=sys.stderr)
         return 2

@@ -76,6 +76,11 @@ class SqlSource(_Frozen):
     # Run once per partition with the bind parameter :partition (e.g. WHERE month = :partition).
     query: str
 
+    @property
+    def pattern(self) -> str:
+        """Extracted partitions land as Parquet files."""
+        return "*.parquet"
+
     @model_validator(mode="after")
     def _binds_partition(self) -> SqlSource:
         if ":partition" not in self.query:

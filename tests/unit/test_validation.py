@@ -81,7 +81,10 @@ def test_expectations_come_from_the_config_alone() -> None:
         ("expect_column_to_exist", "colour"),
         ("expect_column_values_to_be_in_type_list", "colour"),
         ("expect_column_values_to_be_in_set", "colour"),
+        # nullable, yet never entirely null
+        ("expect_column_values_to_not_be_null", "colour"),
         ("expect_table_row_count_to_be_between", None),
+        ("expect_table_columns_to_match_set", None),
     }
 
 
@@ -157,6 +160,8 @@ def test_too_few_rows_fail(month: pd.DataFrame, config: AirloopConfig, tmp_path:
             "expectation": "expect_table_row_count_to_be_between",
             "column": None,
             "details": "observed 10",
+            "check": "row_count",
+            "severity": "error",
         }
     ]
 

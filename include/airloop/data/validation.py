@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import pandas as pd
@@ -56,6 +58,7 @@ RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected
 
 READABLE_FILE = "readable_file"
 COLUMN_EXISTS = "expect_column_to_exist"
+MATCH_SET = "expect_table_columns_to_match_set"
 # Enough to read in a task log; the result JSON has all of them.
 _MAX_REASONS = 8
 
@@ -77,38 +80,72 @@ class ValidationOutcome:
     rows: int
     failures: list[dict[str, Any]]
     result_path: str
+    # Failed checks whose severity is "warning": recorded, the partition goes on.
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """A small JSON-serializable record (for XCom): never the data itself."""
         return asdict(self)
 
 
-def build_expectations(config: AirloopConfig) -> list[gxe.Expectation]:
-    """The expectations a partition must meet, derived only from `config.dataset`."""
+def build_expectations(
+    config: AirloopConfig, previous_rows: list[int] | None = None
+) -> list[gxe.Expectation]:
+    """The expectations a partition must meet, derived only from `config.dataset`.
+
+    Each carries its check name and severity in `meta`, so the verdict can be read back from
+    GX's result. `previous_rows` (row counts of the partitions before this one) bounds growth.
+    """
     dataset = config.dataset
+    warn = set(dataset.warn_on)
     expectations: list[gxe.Expectation] = []
     for name, spec in dataset.columns.items():
         expectations.extend(_column_expectations(name, spec))
-    expectations.append(
-        gxe.ExpectTableRowCountToBeBetween(min_value=dataset.min_rows, max_value=dataset.max_rows)
-    )
+    table = [
+        (
+            "row_count",
+            gxe.ExpectTableRowCountToBeBetween(min_value=dataset.min_rows, max_value=dataset.max_rows),
+        ),
+        (
+            "extra_columns",
+            gxe.ExpectTableColumnsToMatchSet(column_set=list(dataset.columns), exact_match=True),
+        ),
+    ]
+    if dataset.keys:
+        table.append(("unique_keys", gxe.ExpectCompoundColumnsToBeUnique(column_list=list(dataset.keys))))
+    if dataset.max_row_growth and previous_rows:
+        ceiling = int(median(previous_rows) * dataset.max_row_growth)
+        table.append(("row_growth", gxe.ExpectTableRowCountToBeBetween(min_value=0, max_value=ceiling)))
+    expectations.extend(_tagged(e, check, check in warn) for check, e in table)
     return expectations
 
 
 def _column_expectations(name: str, spec: ColumnSpec) -> list[gxe.Expectation]:
-    expectations: list[gxe.Expectation] = [
-        gxe.ExpectColumnToExist(column=name),
-        gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=_type_list(spec)),
+    checks: list[tuple[str, gxe.Expectation]] = [
+        ("exists", gxe.ExpectColumnToExist(column=name)),
+        ("type", gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=_type_list(spec))),
     ]
     if not spec.nullable:
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=name))
+        checks.append(("not_null", gxe.ExpectColumnValuesToNotBeNull(column=name)))
+    elif not spec.all_null_ok:
+        # At least one value: a column that arrives all-null is broken upstream, not "nullable".
+        checks.append(("not_null", gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=1e-9)))
     if spec.min is not None or spec.max is not None:
-        expectations.append(
-            gxe.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max)
+        checks.append(
+            ("range", gxe.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max))
         )
     if spec.allowed is not None:
-        expectations.append(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(spec.allowed)))
-    return expectations
+        checks.append(("allowed", gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(spec.allowed))))
+    if spec.mean is not None:
+        spread = spec.mean.within_std * spec.mean.std
+        low, high = spec.mean.reference - spread, spec.mean.reference + spread
+        checks.append(("mean", gxe.ExpectColumnMeanToBeBetween(column=name, min_value=low, max_value=high)))
+    return [_tagged(e, check, check in spec.warn_on) for check, e in checks]
+
+
+def _tagged(expectation: gxe.Expectation, check: str, warning: bool) -> gxe.Expectation:
+    expectation.meta = {"airloop_check": check, "severity": "warning" if warning else "error"}
+    return expectation
 
 
 def _type_list(spec: ColumnSpec) -> list[str]:
@@ -120,22 +157,50 @@ def _type_list(spec: ColumnSpec) -> list[str]:
 
 
 def validate_frame(
-    frame: pd.DataFrame, config: AirloopConfig, partition: str, result_path: Path
+    frame: pd.DataFrame,
+    config: AirloopConfig,
+    partition: str,
+    result_path: Path,
+    previous_rows: list[int] | None = None,
+    today: datetime | None = None,
 ) -> ValidationOutcome:
     """Run the config's expectations on `frame` and write GX's result JSON to `result_path`.
 
-    Never raises for bad data: the outcome says what failed. Quarantine is the caller's business.
+    Never raises for bad data: the outcome says what failed (errors) and what only warned.
+    Quarantine is the caller's business.
     """
-    result = _run_suite(_checkable(frame), build_expectations(config), name=config.name)
+    result = _run_suite(_checkable(frame), build_expectations(config, previous_rows), name=config.name)
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(result.to_json_dict(), indent=2))
+    found = _failures(result, set(config.dataset.columns))
+    date_problem = _partition_date_problem(config, partition, today or datetime.now(UTC))
+    if date_problem is not None:
+        severity = "warning" if "partition_date" in config.dataset.warn_on else "error"
+        found.append(
+            {"expectation": "partition_date", "column": None, "details": date_problem, "severity": severity}
+        )
+    errors = [f for f in found if f["severity"] == "error"]
     return ValidationOutcome(
         partition=partition,
-        success=bool(result.success),
+        success=not errors,
         rows=len(frame),
-        failures=_failures(result),
+        failures=errors,
         result_path=str(result_path),
+        warnings=[f for f in found if f["severity"] == "warning"],
     )
+
+
+def _partition_date_problem(config: AirloopConfig, partition: str, today: datetime) -> str | None:
+    spec = config.dataset.partition
+    if spec.kind != "date" or spec.date_format is None:
+        return None
+    try:
+        dated = datetime.strptime(partition, spec.date_format).replace(tzinfo=UTC)
+    except ValueError:
+        return f"partition name {partition!r} does not match the date format {spec.date_format!r}"
+    if dated > today:
+        return f"partition {partition!r} is dated in the future (today is {today:%Y-%m-%d})"
+    return None
 
 
 def _checkable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -167,15 +232,31 @@ def _run_suite(
     return definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
 
 
-def _failures(result: ExpectationSuiteValidationResult) -> list[dict[str, Any]]:
+def _failures(result: ExpectationSuiteValidationResult, declared: set[str]) -> list[dict[str, Any]]:
     """One entry per failed expectation, leaving out checks of columns already reported missing."""
     failed = [r for r in result.results if not r.success]
     missing = {_column(r) for r in failed if _expectation_type(r) == COLUMN_EXISTS}
-    return [
-        {"expectation": _expectation_type(r), "column": _column(r), "details": _details(r)}
-        for r in failed
-        if _expectation_type(r) == COLUMN_EXISTS or _column(r) not in missing
-    ]
+    found = []
+    for r in failed:
+        if _expectation_type(r) != COLUMN_EXISTS and _column(r) in missing:
+            continue
+        details = _details(r)
+        if _expectation_type(r) == MATCH_SET:
+            extra = sorted(set((r.result or {}).get("observed_value") or []) - declared)
+            if not extra:
+                continue  # only missing columns, each already reported
+            details = f"columns not declared in the config: {extra}"
+        meta = (r.expectation_config.meta if r.expectation_config else None) or {}
+        found.append(
+            {
+                "expectation": _expectation_type(r),
+                "column": _column(r),
+                "details": details,
+                "check": meta.get("airloop_check"),
+                "severity": meta.get("severity", "error"),
+            }
+        )
+    return found
 
 
 def _expectation_type(result: ExpectationValidationResult) -> str:
@@ -240,11 +321,21 @@ def validate_partition(
     except Exception as error:  # noqa: BLE001 - anything that stops a read is a rejection
         outcome = _unreadable(landed_file, partition, result_path, error)
     else:
-        outcome = validate_frame(frame, config, partition, result_path)
+        outcome = validate_frame(frame, config, partition, result_path, _previous_rows(paths, partition))
     if outcome.success:
         return outcome
     _quarantine(landed_file, result_path, quarantine_dir)
     raise PartitionRejected(_rejection_message(outcome, quarantine_dir), outcome)
+
+
+def _previous_rows(paths: StatePaths, partition: str) -> list[int]:
+    """Row counts of the partitions accepted before this one (from Parquet metadata, not data)."""
+    import pyarrow.parquet as pq
+
+    from airloop.data.ingest import partition_path, validated_partitions
+
+    earlier = [p for p in validated_partitions(paths) if p < partition]
+    return [pq.read_metadata(partition_path(paths, p)).num_rows for p in earlier]
 
 
 def _check_landed(landed_file: Path, quarantine_dir: Path, partition: str) -> None:
@@ -263,6 +354,8 @@ def _unreadable(landed_file: Path, partition: str, result_path: Path, error: Exc
         "expectation": READABLE_FILE,
         "column": None,
         "details": f"{type(error).__name__}: {error}".strip()[:500],
+        "check": READABLE_FILE,
+        "severity": "error",
     }
     # Not a GX result (GX never saw a frame), but the same place and a similar shape.
     record = {
@@ -309,3 +402,32 @@ def _rejection_message(outcome: ValidationOutcome, quarantine_dir: Path) -> str:
 def _reason(failure: dict[str, Any]) -> str:
     where = f" on column {failure['column']!r}" if failure["column"] is not None else ""
     return f"{failure['expectation']}{where} ({failure['details']})"
+
+
+def revalidate_quarantined(partition: str, config: AirloopConfig, paths: StatePaths) -> ValidationOutcome:
+    """Validate a quarantined partition again, after a fix to the file or to the config.
+
+    If it now passes, the file goes back to the landing directory (atomically) for
+    ingest_data to take, and the quarantine folder, with the earlier results, is kept under
+    quarantine/_released/. If it still fails, it stays where it is.
+    """
+    kept = paths.quarantine / safe_key(partition)
+    candidates = sorted(p for p in kept.glob(config.dataset.source.pattern) if p.is_file())
+    if not candidates:
+        raise FileNotFoundError(f"no quarantined file for partition {partition!r} in {kept}")
+    quarantined = candidates[-1]
+    result_path = paths.report_dir("validation") / f"{safe_key(partition)}.json"
+    try:
+        frame = read_table(quarantined)
+    except Exception as error:  # noqa: BLE001 - still unreadable is still a rejection
+        return _unreadable(quarantined, partition, result_path, error)
+    outcome = validate_frame(frame, config, partition, result_path, _previous_rows(paths, partition))
+    if outcome.success:
+        paths.landing.mkdir(parents=True, exist_ok=True)
+        staging = paths.landing / f".{quarantined.name}.tmp"
+        shutil.copy2(quarantined, staging)
+        os.replace(staging, paths.landing / quarantined.name)
+        released = paths.quarantine / "_released" / f"{safe_key(partition)}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        released.parent.mkdir(parents=True, exist_ok=True)
+        kept.rename(released)
+    return outcome

@@ -63,3 +63,14 @@ def cached_file(md5: str, paths: StatePaths) -> Path:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_bytes(remote_copy.read_bytes())
         return cached
+
+
+def checkout(md5: str, paths: StatePaths, target: Path) -> Path:
+    """Write the bytes with this DVC hash to `target` (a file, or a folder to put `<md5>` in)."""
+    import shutil
+
+    source = cached_file(md5, paths)
+    destination = target / md5 if target.is_dir() else target
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, destination)
+    return destination
