@@ -169,7 +169,7 @@ def validate_frame(
     Never raises for bad data: the outcome says what failed (errors) and what only warned.
     Quarantine is the caller's business.
     """
-    result = _run_suite(_checkable(frame), build_expectations(config, previous_rows), name=config.name)
+    result = _validate(_checkable(frame), build_expectations(config, previous_rows), name=config.name)
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(result.to_json_dict(), indent=2))
     found = _failures(result, set(config.dataset.columns))
@@ -213,8 +213,39 @@ def _checkable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({c: object for c in strings}) if strings else frame
 
 
-def _run_suite(
+def _validate(
     frame: pd.DataFrame, expectations: list[gxe.Expectation], name: str
+) -> ExpectationSuiteValidationResult:
+    """Pass/fail for every expectation first (cheap); counts and examples only for failures.
+
+    GX's SUMMARY format collects unexpected values for every expectation, which costs
+    more than the checks themselves on large partitions; most partitions pass everything.
+    """
+    verdicts = _run_suite(frame, expectations, name, {"result_format": "BOOLEAN_ONLY"})
+    failed = {_key(r.expectation_config) for r in verdicts.results if not r.success}
+    if not failed:
+        return verdicts
+    retry = [_copy(e) for e in expectations if _key(e.configuration) in failed]
+    detailed = _run_suite(frame, retry, name, RESULT_FORMAT)
+    by_config = {_key(r.expectation_config): r for r in detailed.results}
+    verdicts.results = [by_config.get(_key(r.expectation_config), r) for r in verdicts.results]
+    return verdicts
+
+
+def _key(configuration: Any) -> str:
+    """What an expectation checks (its type and arguments), whatever suite it sits in."""
+    # Results add the batch they ran on to the arguments: not part of what was checked.
+    kwargs = {k: v for k, v in configuration.kwargs.items() if k != "batch_id"}
+    return json.dumps({"type": configuration.type, "kwargs": kwargs}, sort_keys=True, default=str)
+
+
+def _copy(expectation: gxe.Expectation) -> gxe.Expectation:
+    # A suite takes ownership of its expectations (it sets their ids): give the second suite copies.
+    return expectation.copy(update={"id": None}, deep=True)
+
+
+def _run_suite(
+    frame: pd.DataFrame, expectations: list[gxe.Expectation], name: str, result_format: dict[str, Any]
 ) -> ExpectationSuiteValidationResult:
     # A fresh ephemeral context per run: nothing is written to disk and nothing leaks between runs.
     context = gx.get_context(mode="ephemeral")
@@ -229,7 +260,7 @@ def _run_suite(
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
     )
-    return definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
+    return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
 
 def _failures(result: ExpectationSuiteValidationResult, declared: set[str]) -> list[dict[str, Any]]:
