@@ -1,8 +1,10 @@
 """Ingest landed partitions: validate with Great Expectations, version with DVC, signal new data.
 
-Runs continuously: each run waits (deferred to the triggerer) for a file in the landing
-directory, takes the oldest through validation and versioning, and emits `validated_data`
-with the partition, its row count and DVC hash. A partition that fails validation is moved
+Runs continuously: each run waits for a file in the landing directory (deferred to the
+triggerer; with an object-storage `source.location`, new objects are fetched into landing
+first), takes the oldest through validation and versioning, and emits `validated_data`
+with the partition, its row count and DVC hash. Partitions from a SQL source are landed
+by the `extract_sql` DAG. A partition that fails validation is moved
 to `quarantine/<partition>/` with its validation result and the run fails, naming the
 expectations and columns; nothing reaches training.
 """
@@ -32,14 +34,27 @@ PATHS = StatePaths.from_env()
     doc_md=__doc__,
 )
 def ingest_data():
-    wait = FileSensor(
-        task_id="wait_for_landed_file",
-        filepath=PATHS.landing_pattern(CONFIG.dataset.source.pattern),
-        deferrable=True,
-        poke_interval=2,
-        timeout=timedelta(hours=6).total_seconds(),
-        soft_fail=True,
-    )
+    if getattr(CONFIG.dataset.source, "location", None):
+
+        @task.sensor(
+            poke_interval=30, timeout=timedelta(hours=6).total_seconds(), mode="reschedule", soft_fail=True
+        )
+        def fetch_from_object_storage() -> bool:
+            from airloop.pipelines.ingest_data import fetch_from_object_storage, next_landed_file
+
+            fetch_from_object_storage(CONFIG, PATHS)
+            return next_landed_file(CONFIG, PATHS) is not None
+
+        wait = fetch_from_object_storage()
+    else:
+        wait = FileSensor(
+            task_id="wait_for_landed_file",
+            filepath=PATHS.landing_pattern(CONFIG.dataset.source.pattern),
+            deferrable=True,
+            poke_interval=2,
+            timeout=timedelta(hours=6).total_seconds(),
+            soft_fail=True,
+        )
 
     @task
     def take_next_file() -> str:

@@ -181,6 +181,8 @@ class DriftConfig(_Frozen):
 
 class ScheduleConfig(_Frozen):
     monitor_drift: str = "@daily"
+    # SQL sources only: when extract_sql lands the period just ended (none: by hand or REST).
+    extract_sql: str | None = None
 
 
 class AirloopConfig(_Frozen):

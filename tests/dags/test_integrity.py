@@ -12,7 +12,7 @@ from tests.conftest import HEAVY_MODULES
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name != "airloop_wiring.py")
-EXPECTED_DAGS = {"ingest_data", "continuous_training", "monitor_drift"}
+EXPECTED_DAGS = {"ingest_data", "continuous_training", "monitor_drift", "extract_sql"}
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,39 @@ def test_parses_fast_without_heavy_imports(dag_file) -> None:
     seconds, heavy = float(found["PARSE_SECONDS"]), found["HEAVY"].strip()
     assert seconds < 2.0
     assert heavy == "", f"{dag_file.name} imports {heavy} at parse time"
+
+
+@pytest.mark.parametrize(
+    ("source", "first_task"),
+    [
+        ({"kind": "files", "pattern": "*.csv"}, "wait_for_landed_file"),
+        (
+            {"kind": "files", "pattern": "*.csv", "location": "file:///tmp/airloop-bucket"},
+            "fetch_from_object_storage",
+        ),
+    ],
+)
+def test_ingest_waits_the_way_its_source_needs(tmp_path, source, first_task) -> None:
+    import os
+
+    import yaml
+
+    from tests.conftest import FLIGHTS_CONFIG
+
+    raw = yaml.safe_load(FLIGHTS_CONFIG.read_text())
+    raw["dataset"]["source"] = source
+    config = tmp_path / "variant.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    probe = (
+        f"import sys; sys.path.insert(0, {str(DAGS_FOLDER)!r})\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS_FOLDER)!r}, safe_mode=False)\n"
+        "print('ERRORS', len(bag.import_errors))\n"
+        "print('ROOTS', *sorted(t.task_id for t in bag.dags['ingest_data'].roots))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={**os.environ, "AIRLOOP_CONFIG": str(config)})  # fmt: skip
+    lines = dict(
+        line.partition(" ")[::2] for line in done.stdout.splitlines() if line.startswith(("ERRORS", "ROOTS"))
+    )
+    assert lines == {"ERRORS": "0", "ROOTS": first_task}

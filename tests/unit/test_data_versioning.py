@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from airloop.data.ingest import landed_files, partition_path, store_partition, validated_partitions
+from airloop.data.ingest import partition_path, store_partition, validated_partitions
+from airloop.data.sources import landed_files
 from airloop.data.versioning import cached_file, tracked_hash
 from airloop.demo.flights import land_month
 from airloop.training.dataset import assemble_training_set

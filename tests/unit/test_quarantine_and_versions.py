@@ -13,7 +13,8 @@ import yaml
 
 from airloop.cli import main
 from airloop.config import parse_config
-from airloop.data.ingest import landed_files, partition_path, store_partition
+from airloop.data.ingest import partition_path, store_partition
+from airloop.data.sources import landed_files
 from airloop.data.validation import PartitionRejected, validate_partition
 from airloop.data.versioning import open_repo, version_file
 from tests.conftest import FLIGHTS_CONFIG

@@ -33,7 +33,7 @@ from airloop.data.sources import (  # noqa: E402
     extract_partition,
     fetch_landed_objects,
     fetched_ledger_path,
-    settled_landed_files,
+    landed_files,
     sqlalchemy_url,
 )
 from airloop.paths import StatePaths  # noqa: E402
@@ -58,7 +58,7 @@ def put(path: Path, text: str, mtime: float) -> Path:
 # --------------------------------------------------------------------------- the landing directory
 
 
-def test_settled_landed_files_waits_for_settle_seconds(config: AirloopConfig, paths: StatePaths) -> None:
+def test_landed_files_waits_for_settle_seconds(config: AirloopConfig, paths: StatePaths) -> None:
     settling = with_source(config, FileSource(pattern="*.csv", settle_seconds=SETTLE))
     put(paths.landing / "2013-02.csv", "b", NOW - 2 * SETTLE)
     put(paths.landing / "2013-01.csv", "a", NOW - 2 * SETTLE)
@@ -67,24 +67,22 @@ def test_settled_landed_files_waits_for_settle_seconds(config: AirloopConfig, pa
     put(paths.landing / "notes.txt", "not a partition", NOW - 2 * SETTLE)
     (paths.landing / "2013-05.csv").mkdir()
 
-    assert [p.name for p in settled_landed_files(settling, paths, now=NOW)] == ["2013-01.csv", "2013-02.csv"]
-    assert [p.name for p in settled_landed_files(settling, paths, now=NOW + SETTLE)] == [
+    assert [p.name for p in landed_files(settling, paths, now=NOW)] == ["2013-01.csv", "2013-02.csv"]
+    assert [p.name for p in landed_files(settling, paths, now=NOW + SETTLE)] == [
         "2013-01.csv",
         "2013-02.csv",
         "2013-03.csv",
     ]
     # Without settle_seconds (writers that rename into place) everything landed is taken at once.
-    assert len(settled_landed_files(config, paths, now=NOW)) == 3
+    assert len(landed_files(config, paths, now=NOW)) == 3
 
 
-def test_settled_landed_files_of_a_sql_source_are_its_parquet_files(
-    config: AirloopConfig, paths: StatePaths
-) -> None:
+def test_landed_files_of_a_sql_source_are_its_parquet_files(config: AirloopConfig, paths: StatePaths) -> None:
     sql = with_source(config, SqlSource(kind="sql", conn_id="db", query="SELECT 1 WHERE :partition = ''"))
     put(paths.landing / "2013-01.parquet", "", NOW)
     put(paths.landing / "2013-02.csv", "", NOW)
-    assert [p.name for p in settled_landed_files(sql, paths, now=NOW)] == ["2013-01.parquet"]
-    assert settled_landed_files(sql, StatePaths(paths.home / "nowhere"), now=NOW) == []
+    assert [p.name for p in landed_files(sql, paths, now=NOW)] == ["2013-01.parquet"]
+    assert landed_files(sql, StatePaths(paths.home / "nowhere"), now=NOW) == []
 
 
 # --------------------------------------------------------------------------- object storage
@@ -116,7 +114,7 @@ def test_fetches_each_settled_object_once(
     assert [p.read_text() for p in landed] == ["month one", "month two"]
     assert sorted(p.name for p in paths.landing.iterdir()) == ["2013-01.csv", "2013-02.csv"]
     # The copy keeps the object's mtime, so it is settled locally as well.
-    assert settled_landed_files(remote, paths, now=NOW) == landed
+    assert landed_files(remote, paths, now=NOW) == landed
     assert (directory / "2013-01.csv").read_text() == "month one", "the source object is left in place"
     assert fetched_ledger_path(paths).is_file()
 
@@ -299,3 +297,42 @@ def test_a_partition_must_name_a_plain_file(tmp_path: Path) -> None:
     for bad in ("", ".hidden", "../escape", "a/b"):
         with pytest.raises(ValueError, match="cannot name a landed file"):
             extract_partition(source, bad, "postgresql+psycopg2://unused", tmp_path)
+
+
+def test_a_sql_partition_goes_through_ingestion(
+    flights_db: tuple[str, pd.DataFrame],
+    config: AirloopConfig,
+    paths: StatePaths,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airloop.pipelines.ingest_data import extract_from_database, ingest_landed
+
+    database, _ = flights_db
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AIRLOOP_TEST_WAREHOUSE", f"postgres://postgres@127.0.0.1:5432/{database}"
+    )
+    sql_config = with_source(
+        config, SqlSource(kind="sql", conn_id="airloop_test_warehouse", query=MONTH_QUERY)
+    )
+
+    extract_from_database(sql_config, paths, "2013-01")
+    [outcome] = ingest_landed(sql_config, paths)
+    assert outcome["accepted"], outcome
+    assert (outcome["partition"], outcome["rows"]) == ("2013-01", 1000)
+
+
+def test_objects_fetched_into_landing_go_through_ingestion(
+    config: AirloopConfig, paths: StatePaths, tmp_path: Path, flights_month: Callable
+) -> None:
+    from airloop.pipelines.ingest_data import fetch_from_object_storage, ingest_landed
+
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    flights_month(1, 2000).to_csv(bucket / "2013-01.csv", index=False)
+    object_config = with_source(config, FileSource(location=bucket.as_uri(), pattern="*.csv"))
+
+    assert fetch_from_object_storage(object_config, paths) == [str(paths.landing / "2013-01.csv")]
+    [outcome] = ingest_landed(object_config, paths)
+    assert outcome["accepted"], outcome
+    assert (bucket / "2013-01.csv").exists(), "the source object stays where it was"
+    assert fetch_from_object_storage(object_config, paths) == []

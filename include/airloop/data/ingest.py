@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import asdict, dataclass
-from glob import glob
 from pathlib import Path
 
-from airloop.config import AirloopConfig
 from airloop.data.frames import read_table
 from airloop.data.versioning import version_file
 from airloop.paths import StatePaths
@@ -29,11 +27,6 @@ class StoredPartition:
 
     def summary(self) -> dict:
         return asdict(self)
-
-
-def landed_files(config: AirloopConfig, paths: StatePaths) -> list[Path]:
-    """Files waiting in the landing directory, oldest partition first (dot-files are in flight)."""
-    return sorted(Path(p) for p in glob(paths.landing_pattern(config.dataset.source.pattern)))
 
 
 def partition_of(landed_file: Path) -> str:

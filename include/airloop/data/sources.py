@@ -37,21 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What a SQL source lands: one Parquet file per partition, written under a dot-name and renamed.
-SQL_LANDING_PATTERN = "*.parquet"
-
 # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; airloop pins psycopg2 (the driver the
 # Airflow image and docker-compose.yaml use), so the driver is named explicitly.
 _SQLALCHEMY_SCHEMES = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2"}
 
 
 # --------------------------------------------------------------------------- the landing directory
-
-
-def landing_pattern(config: AirloopConfig) -> str:
-    """The glob that landed partition files match, for any kind of source."""
-    source = config.dataset.source
-    return source.pattern if isinstance(source, FileSource) else SQL_LANDING_PATTERN
 
 
 def settle_seconds(config: AirloopConfig) -> float:
@@ -65,7 +56,7 @@ def _settled(mtime: float | None, settle: float, now: float) -> bool:
     return settle <= 0 or mtime is None or now - mtime >= settle
 
 
-def settled_landed_files(config: AirloopConfig, paths: StatePaths, now: float | None = None) -> list[Path]:
+def landed_files(config: AirloopConfig, paths: StatePaths, now: float | None = None) -> list[Path]:
     """Files in the landing directory matching the source's pattern that have not changed for
     `settle_seconds`, oldest partition (sorted name) first.
 
@@ -73,7 +64,7 @@ def settled_landed_files(config: AirloopConfig, paths: StatePaths, now: float | 
     """
     now = time.time() if now is None else now
     settle = settle_seconds(config)
-    pattern = landing_pattern(config)
+    pattern = config.dataset.source.pattern
     if not paths.landing.is_dir():
         return []
     found = [

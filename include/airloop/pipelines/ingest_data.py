@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from airloop.config import AirloopConfig
-from airloop.data.ingest import landed_files, partition_of, store_partition
+from airloop.data.ingest import partition_of, store_partition
+from airloop.data.sources import landed_files
 from airloop.paths import StatePaths
+
+
+def fetch_from_object_storage(config: AirloopConfig, paths: StatePaths) -> list[str]:
+    """Copy new, settled objects from `source.location` into the landing directory."""
+    from airloop.data.sources import fetch_landed_objects
+
+    return [str(p) for p in fetch_landed_objects(config, paths)]
+
+
+def extract_from_database(config: AirloopConfig, paths: StatePaths, partition: str) -> str:
+    """Land one partition of a SQL source (through its Airflow Connection) as a Parquet file."""
+    from airloop.config import SqlSource
+    from airloop.data.sources import connection_uri, extract_partition
+
+    source = config.dataset.source
+    if not isinstance(source, SqlSource):
+        raise ValueError(
+            f"dataset.source is {source.kind!r}, not 'sql': there is no database to extract from"
+        )
+    return str(extract_partition(source, partition, connection_uri(source.conn_id), paths.landing))
+
+
+def partition_to_extract(config: AirloopConfig, requested: str, period_start: datetime | None) -> str:
+    """The partition asked for, else the period a scheduled run covers, named by date_format."""
+    if requested:
+        return requested
+    date_format = config.dataset.partition.date_format
+    if period_start is None or date_format is None:
+        raise ValueError(
+            "say which partition to extract: the 'partition' param is empty and this run "
+            "has no data interval (or the partitions are not dates)"
+        )
+    return period_start.strftime(date_format)
 
 
 def next_landed_file(config: AirloopConfig, paths: StatePaths) -> str | None:
