@@ -82,6 +82,7 @@ def ingest_data():
         for warning in outcome["warnings"]:
             print(f"WARNING {warning['check']} on {warning['column']}: {warning['details']}")
         print(f"validation result: {outcome['result_path']}")
+        print(f"Data Docs page: {outcome['docs_path']}")
         return outcome
 
     @task(pool="airloop_dvc", outlets=[VALIDATED_DATA])

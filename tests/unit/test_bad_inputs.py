@@ -186,3 +186,17 @@ def _with(source=None, columns_extra=None, column_warn=None) -> AirloopConfig:
     for column, checks in (column_warn or {}).items():
         raw["dataset"]["columns"][column]["warn_on"] = checks
     return parse_config(raw, "test")
+
+
+def test_every_validated_partition_gets_a_data_docs_page(config, paths, flights_month) -> None:
+    outcome = validate_partition(land_frame(paths, april(flights_month)), config, paths, "2013-04")
+    page = Path(outcome.docs_path)
+    assert page.is_file() and page.is_relative_to(paths.reports / "data_docs")
+    assert "2013-04" in page.read_text() and "carrier" in page.read_text()
+    frame = april(flights_month)
+    frame.loc[:2, "carrier"] = "ZZ"
+    landed = land_frame(paths, frame, "2013-05")
+    with pytest.raises(PartitionRejected) as error:
+        validate_partition(landed, config, paths, "2013-05")
+    rejected_page = Path(error.value.outcome.docs_path)
+    assert rejected_page.is_file() and "ZZ" in rejected_page.read_text()

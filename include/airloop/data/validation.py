@@ -32,7 +32,13 @@ from great_expectations.core import ExpectationSuiteValidationResult  # noqa: E4
 from great_expectations.core.expectation_validation_result import (  # noqa: E402
     ExpectationValidationResult,
 )
+from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
+from great_expectations.data_context import AbstractDataContext  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from great_expectations.data_context.types.resource_identifiers import (  # noqa: E402
+    ExpectationSuiteIdentifier,
+    ValidationResultIdentifier,
+)
 
 # Names GX resolves against pandas dtypes (numpy names, pandas extension dtypes) and, for
 # object columns, against each value's Python type ("int", "float", "str", "bool").
@@ -82,6 +88,8 @@ class ValidationOutcome:
     result_path: str
     # Failed checks whose severity is "warning": recorded, the partition goes on.
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    # This partition's page in the Great Expectations Data Docs site, when one was built.
+    docs_path: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """A small JSON-serializable record (for XCom): never the data itself."""
@@ -163,15 +171,19 @@ def validate_frame(
     result_path: Path,
     previous_rows: list[int] | None = None,
     today: datetime | None = None,
+    docs_site: Path | None = None,
 ) -> ValidationOutcome:
     """Run the config's expectations on `frame` and write GX's result JSON to `result_path`.
 
     Never raises for bad data: the outcome says what failed (errors) and what only warned.
     Quarantine is the caller's business.
     """
-    result = _validate(_checkable(frame), build_expectations(config, previous_rows), name=config.name)
+    result, context = _validate(
+        _checkable(frame), build_expectations(config, previous_rows), name=config.name
+    )
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(result.to_json_dict(), indent=2))
+    docs = _data_docs_page(context, result, config.name, partition, docs_site) if docs_site else None
     found = _failures(result, set(config.dataset.columns))
     date_problem = _partition_date_problem(config, partition, today or datetime.now(UTC))
     if date_problem is not None:
@@ -187,6 +199,7 @@ def validate_frame(
         failures=errors,
         result_path=str(result_path),
         warnings=[f for f in found if f["severity"] == "warning"],
+        docs_path=docs,
     )
 
 
@@ -215,21 +228,23 @@ def _checkable(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _validate(
     frame: pd.DataFrame, expectations: list[gxe.Expectation], name: str
-) -> ExpectationSuiteValidationResult:
+) -> tuple[ExpectationSuiteValidationResult, AbstractDataContext]:
     """Pass/fail for every expectation first (cheap); counts and examples only for failures.
 
     GX's SUMMARY format collects unexpected values for every expectation, which costs
     more than the checks themselves on large partitions; most partitions pass everything.
+    Returns the combined result and the (ephemeral) context it ran in.
     """
-    verdicts = _run_suite(frame, expectations, name, {"result_format": "BOOLEAN_ONLY"})
+    context = _ephemeral_context()
+    verdicts = _run_suite(context, frame, expectations, name, {"result_format": "BOOLEAN_ONLY"})
     failed = {_key(r.expectation_config) for r in verdicts.results if not r.success}
     if not failed:
-        return verdicts
+        return verdicts, context
     retry = [_copy(e) for e in expectations if _key(e.configuration) in failed]
-    detailed = _run_suite(frame, retry, name, RESULT_FORMAT)
+    detailed = _run_suite(context, frame, retry, f"{name}-details", RESULT_FORMAT)
     by_config = {_key(r.expectation_config): r for r in detailed.results}
     verdicts.results = [by_config.get(_key(r.expectation_config), r) for r in verdicts.results]
-    return verdicts
+    return verdicts, context
 
 
 def _key(configuration: Any) -> str:
@@ -244,13 +259,21 @@ def _copy(expectation: gxe.Expectation) -> gxe.Expectation:
     return expectation.copy(update={"id": None}, deep=True)
 
 
-def _run_suite(
-    frame: pd.DataFrame, expectations: list[gxe.Expectation], name: str, result_format: dict[str, Any]
-) -> ExpectationSuiteValidationResult:
-    # A fresh ephemeral context per run: nothing is written to disk and nothing leaks between runs.
+def _ephemeral_context() -> AbstractDataContext:
+    # A fresh ephemeral context per partition: nothing leaks between runs.
     context = gx.get_context(mode="ephemeral")
     # Progress bars are noise in task logs.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def _run_suite(
+    context: AbstractDataContext,
+    frame: pd.DataFrame,
+    expectations: list[gxe.Expectation],
+    name: str,
+    result_format: dict[str, Any],
+) -> ExpectationSuiteValidationResult:
     batch_definition = (
         context.data_sources.add_pandas(name)
         .add_dataframe_asset(name)
@@ -261,6 +284,35 @@ def _run_suite(
         gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
     )
     return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+
+
+def _data_docs_page(
+    context: AbstractDataContext,
+    result: ExpectationSuiteValidationResult,
+    suite: str,
+    partition: str,
+    site: Path,
+) -> str:
+    """Render `result` into the Data Docs site at `site`; returns the page's path.
+
+    Each partition's page stays on disk (the index lists only the newest run's, because the
+    context is ephemeral): the task log and the outcome name the page.
+    """
+    site_config: Any = {
+        "class_name": "SiteBuilder",
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
+    }
+    context.add_data_docs_site(site_name="airloop", site_config=site_config)
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite),
+        run_id=RunIdentifier(run_name=partition, run_time=datetime.now(UTC)),
+        batch_identifier=partition,
+    )
+    context.validation_results_store.set(key, result)
+    context.build_data_docs(site_names=["airloop"], resource_identifiers=[key])
+    url = context.get_docs_sites_urls(resource_identifier=key, site_name="airloop")[0]["site_url"]
+    return str(url).removeprefix("file://")
 
 
 def _failures(result: ExpectationSuiteValidationResult, declared: set[str]) -> list[dict[str, Any]]:
@@ -352,11 +404,22 @@ def validate_partition(
     except Exception as error:  # noqa: BLE001 - anything that stops a read is a rejection
         outcome = _unreadable(landed_file, partition, result_path, error)
     else:
-        outcome = validate_frame(frame, config, partition, result_path, _previous_rows(paths, partition))
+        outcome = validate_frame(
+            frame,
+            config,
+            partition,
+            result_path,
+            _previous_rows(paths, partition),
+            docs_site=data_docs_site(paths),
+        )
     if outcome.success:
         return outcome
     _quarantine(landed_file, result_path, quarantine_dir)
     raise PartitionRejected(_rejection_message(outcome, quarantine_dir), outcome)
+
+
+def data_docs_site(paths: StatePaths) -> Path:
+    return paths.reports / "data_docs"
 
 
 def _previous_rows(paths: StatePaths, partition: str) -> list[int]:
@@ -452,7 +515,14 @@ def revalidate_quarantined(partition: str, config: AirloopConfig, paths: StatePa
         frame = read_table(quarantined)
     except Exception as error:  # noqa: BLE001 - still unreadable is still a rejection
         return _unreadable(quarantined, partition, result_path, error)
-    outcome = validate_frame(frame, config, partition, result_path, _previous_rows(paths, partition))
+    outcome = validate_frame(
+        frame,
+        config,
+        partition,
+        result_path,
+        _previous_rows(paths, partition),
+        docs_site=data_docs_site(paths),
+    )
     if outcome.success:
         paths.landing.mkdir(parents=True, exist_ok=True)
         staging = paths.landing / f".{quarantined.name}.tmp"
