@@ -398,24 +398,28 @@ def validate_partition(
     landed_file = Path(landed_file)
     quarantine_dir = paths.quarantine / safe_key(partition)
     _check_landed(landed_file, quarantine_dir, partition)
-    result_path = paths.report_dir("validation") / f"{safe_key(partition)}.json"
-    try:
-        frame = read_table(landed_file)
-    except Exception as error:  # noqa: BLE001 - anything that stops a read is a rejection
-        outcome = _unreadable(landed_file, partition, result_path, error)
-    else:
-        outcome = validate_frame(
-            frame,
-            config,
-            partition,
-            result_path,
-            _previous_rows(paths, partition),
-            docs_site=data_docs_site(paths),
-        )
+    outcome = _validate_file(landed_file, config, paths, partition)
     if outcome.success:
         return outcome
-    _quarantine(landed_file, result_path, quarantine_dir)
+    _quarantine(landed_file, Path(outcome.result_path), quarantine_dir)
     raise PartitionRejected(_rejection_message(outcome, quarantine_dir), outcome)
+
+
+def _validate_file(path: Path, config: AirloopConfig, paths: StatePaths, partition: str) -> ValidationOutcome:
+    """Read and validate one file; a file that cannot even be read fails as `readable_file`."""
+    result_path = paths.report_dir("validation") / f"{safe_key(partition)}.json"
+    try:
+        frame = read_table(path)
+    except Exception as error:  # noqa: BLE001 - anything that stops a read is a rejection
+        return _unreadable(path, partition, result_path, error)
+    return validate_frame(
+        frame,
+        config,
+        partition,
+        result_path,
+        _previous_rows(paths, partition),
+        docs_site=data_docs_site(paths),
+    )
 
 
 def data_docs_site(paths: StatePaths) -> Path:
@@ -510,19 +514,7 @@ def revalidate_quarantined(partition: str, config: AirloopConfig, paths: StatePa
     if not candidates:
         raise FileNotFoundError(f"no quarantined file for partition {partition!r} in {kept}")
     quarantined = candidates[-1]
-    result_path = paths.report_dir("validation") / f"{safe_key(partition)}.json"
-    try:
-        frame = read_table(quarantined)
-    except Exception as error:  # noqa: BLE001 - still unreadable is still a rejection
-        return _unreadable(quarantined, partition, result_path, error)
-    outcome = validate_frame(
-        frame,
-        config,
-        partition,
-        result_path,
-        _previous_rows(paths, partition),
-        docs_site=data_docs_site(paths),
-    )
+    outcome = _validate_file(quarantined, config, paths, partition)
     if outcome.success:
         paths.landing.mkdir(parents=True, exist_ok=True)
         staging = paths.landing / f".{quarantined.name}.tmp"
