@@ -90,6 +90,11 @@ def ingest_data():
         from airloop.pipelines.ingest_data import version_partition
 
         stored = version_partition(landed_file, PATHS)
+        if stored["unchanged"]:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            # Skipped, so no validated_data event: nothing downstream reruns for old data.
+            raise AirflowSkipException(f"{stored['partition']} is unchanged (DVC hash {stored['dvc_hash']})")
         context["outlet_events"][VALIDATED_DATA].extra = stored
         return stored
 

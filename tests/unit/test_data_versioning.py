@@ -43,8 +43,11 @@ def test_store_partition_versions_and_archives(config, paths, flights_month) -> 
     # The remote holds the bytes too: dvc push ran.
     assert any(paths.dvc_remote.rglob(stored.dvc_hash[2:]))
 
+    assert not stored.unchanged
     again = store_partition(land(paths, flights_month, 1), paths)
-    assert again.dvc_hash == stored.dvc_hash
+    assert again.dvc_hash == stored.dvc_hash and again.unchanged
+    changed = store_partition(land(paths, flights_month, 1, rows=1999), paths)
+    assert not changed.unchanged and changed.dvc_hash != stored.dvc_hash
     assert validated_partitions(paths) == ["2013-01"]
 
 

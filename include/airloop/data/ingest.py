@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from airloop.data.frames import read_table
-from airloop.data.versioning import version_file
+from airloop.data.versioning import tracked_hash, version_file
 from airloop.paths import StatePaths
 
 
@@ -24,6 +24,8 @@ class StoredPartition:
     path: str
     rows: int
     dvc_hash: str
+    # The same bytes were already versioned for this partition: nothing new downstream.
+    unchanged: bool = False
 
     def summary(self) -> dict:
         return asdict(self)
@@ -50,6 +52,7 @@ def store_partition(landed_file: Path, paths: StatePaths) -> StoredPartition:
     partition = partition_of(landed_file)
     frame = read_table(landed_file)
     target = partition_path(paths, partition)
+    previous = tracked_hash(target) if Path(f"{target}.dvc").exists() else None
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.tmp")
     frame.to_parquet(staging, index=False)
@@ -58,4 +61,4 @@ def store_partition(landed_file: Path, paths: StatePaths) -> StoredPartition:
     archive = paths.home / "archive" / partition
     archive.mkdir(parents=True, exist_ok=True)
     shutil.move(str(landed_file), archive / landed_file.name)
-    return StoredPartition(partition, str(target), len(frame), dvc_hash)
+    return StoredPartition(partition, str(target), len(frame), dvc_hash, unchanged=dvc_hash == previous)
