@@ -149,11 +149,56 @@ class SplitConfig(_Frozen):
     bootstrap_eval_fraction: float = Field(default=0.2, gt=0, lt=1)
 
 
+class XGBoostParams(_Frozen):
+    n_estimators: int = Field(default=100, ge=1, le=20_000)
+    max_depth: int = Field(default=6, ge=1, le=32)
+    learning_rate: float = Field(default=0.3, gt=0, le=1)
+    subsample: float = Field(default=1.0, gt=0, le=1)
+    colsample_bytree: float = Field(default=1.0, gt=0, le=1)
+    min_child_weight: float = Field(default=1.0, ge=0)
+    reg_lambda: float = Field(default=1.0, ge=0)
+    reg_alpha: float = Field(default=0.0, ge=0)
+
+
+class HistGradientBoostingParams(_Frozen):
+    max_iter: int = Field(default=100, ge=1, le=20_000)
+    learning_rate: float = Field(default=0.1, gt=0, le=1)
+    max_depth: int | None = Field(default=None, ge=1)
+    max_leaf_nodes: int | None = Field(default=31, ge=2)
+    min_samples_leaf: int = Field(default=20, ge=1)
+    l2_regularization: float = Field(default=0.0, ge=0)
+
+
+class LinearParams(_Frozen):
+    # Inverse regularization strength for logistic regression; ridge uses alpha.
+    C: float = Field(default=1.0, gt=0)
+    alpha: float = Field(default=1.0, ge=0)
+
+
+# Hyperparameters each family accepts: typed and bounded, so a mistake fails before compute.
+PARAMS_OF_FAMILY: dict[str, type[_Frozen]] = {
+    "xgboost": XGBoostParams,
+    "sklearn_hgb": HistGradientBoostingParams,
+    "sklearn_linear": LinearParams,
+}
+
+
 class ModelConfig(_Frozen):
     family: ModelFamily
     params: dict[str, Any] = Field(default_factory=dict)
     registered_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _params_fit_family(self) -> ModelConfig:
+        try:
+            PARAMS_OF_FAMILY[self.family].model_validate(self.params)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"params.{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+            )
+            raise ValueError(f"{problems} (for family {self.family!r})") from None
+        return self
 
 
 class GateConfig(_Frozen):
