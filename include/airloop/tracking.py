@@ -44,3 +44,33 @@ def config_hash(config: AirloopConfig) -> str:
     """A stable fingerprint of the config's content, for lineage tags."""
     canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def environment_tags() -> dict[str, str]:
+    """Where a run ran: the code's git commit, the Python, the machine."""
+    import os
+    import platform
+    import subprocess
+
+    from airloop.paths import PROJECT_ROOT
+
+    commit = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "airloop.git_commit": commit or "unknown (not a git checkout)",
+        "airloop.python": platform.python_version(),
+        "airloop.hardware": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+    }
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import pytest
 
 from airloop.data.ingest import store_partition
@@ -46,10 +48,19 @@ def test_local_runner_trains_in_a_process_and_is_reproducible(config, paths, win
     assert again.metrics == in_process.metrics  # same data, config and seed
     assert again.run_id != in_process.run_id
 
-    run = tracking_client(paths).get_run(in_process.run_id)
+    client = tracking_client(paths)
+    run = client.get_run(in_process.run_id)
     assert run.data.tags["airloop.data_hash"] == window.train_hash
     assert run.data.params["family"] == "xgboost"
+    assert len(run.data.tags["airloop.git_commit"]) == 40 and "cores" in run.data.tags["airloop.hardware"]
+    plots = {a.path for a in client.list_artifacts(in_process.run_id, "plots")}
+    assert plots == {
+        f"plots/{n}.png" for n in ("roc_curve", "precision_recall", "confusion_matrix", "feature_importance")
+    }
+
     mlflow.set_tracking_uri(paths.tracking_uri())
+    packages = mlflow.artifacts.load_dict(f"runs:/{in_process.run_id}/environment/packages.json")
+    assert packages["xgboost"] == version("xgboost")
     model = mlflow.sklearn.load_model(in_process.model_uri)
     assert hasattr(model, "predict_proba")
 

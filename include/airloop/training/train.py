@@ -11,18 +11,21 @@ import time
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from airloop.config import parse_config
+from airloop.config import AirloopConfig, parse_config
 from airloop.data.frames import feature_frame, labelled_rows, labels
-from airloop.evaluation.metrics import evaluate_model
+from airloop.evaluation.metrics import model_scores, score_all
 from airloop.paths import StatePaths
-from airloop.tracking import config_hash, use_tracking
+from airloop.tracking import config_hash, environment_tags, package_versions, use_tracking
 from airloop.training.models import build_pipeline
 
 # Passing requirements explicitly skips MLflow's inference, which costs seconds per model.
 _SERVING_PACKAGES = ("scikit-learn", "xgboost", "pandas", "numpy", "skops")
+# What a run records of its environment, to be reproduced later.
+_RECORDED_PACKAGES = (*_SERVING_PACKAGES, "mlflow", "dvc", "great-expectations", "evidently", "bentoml")
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,16 @@ def train_candidate(request: TrainRequest, paths: StatePaths) -> TrainResult:
                 **config.model.params,
             }
         )
+        mlflow.set_tags(environment_tags())
+        mlflow.log_dict(package_versions(_RECORDED_PACKAGES), "environment/packages.json")
         pipeline.fit(features, target)
-        metrics = evaluate_model(pipeline, evaluation, config)
+        eval_rows = labelled_rows(evaluation, config)
+        y_eval = labels(eval_rows, config).to_numpy()
+        scores = model_scores(pipeline, feature_frame(eval_rows, config), config)
+        metrics = score_all(y_eval, scores, config)
         mlflow.log_metrics({f"eval_{name}": value for name, value in metrics.items()})
+        for name, figure in _figures(config, pipeline, y_eval, scores).items():
+            mlflow.log_figure(figure, f"plots/{name}.png")
         example = features.head(5)
         info = mlflow.sklearn.log_model(
             pipeline,
@@ -95,6 +105,17 @@ def train_candidate(request: TrainRequest, paths: StatePaths) -> TrainResult:
         seconds = time.monotonic() - started
         mlflow.log_metric("train_seconds", seconds)
     return TrainResult(run.info.run_id, info.model_uri, metrics, seconds)
+
+
+def _figures(config: AirloopConfig, pipeline: Any, y_eval: Any, scores: Any) -> dict[str, Any]:
+    from airloop.evaluation.plots import classification_figures, feature_importance_figure, regression_figures
+
+    classify = config.task == "binary_classification"
+    figures = classification_figures(y_eval, scores) if classify else regression_figures(y_eval, scores)
+    importance = feature_importance_figure(pipeline, list(config.dataset.features))
+    if importance is not None:
+        figures["feature_importance"] = importance
+    return figures
 
 
 def _trusted_types(pipeline: object) -> list[str]:
