@@ -71,6 +71,10 @@ class StatePaths:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def decision_record(self, run_key: str) -> Path:
+        """What one continuous-training run decided (trained or skipped, gated, promoted)."""
+        return self.report_dir("decisions") / f"{safe_key(run_key)}.json"
+
     @property
     def runs(self) -> Path:
         return self.home / "runs"

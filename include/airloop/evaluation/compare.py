@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from airloop.config import AirloopConfig
 from airloop.evaluation.gate import Decision, compare_to_champion
 from airloop.evaluation.metrics import baseline_metrics, evaluate_model
-from airloop.paths import StatePaths, safe_key
+from airloop.evaluation.records import write_record
+from airloop.paths import StatePaths
 from airloop.registry import current_champion
 from airloop.tracking import tracking_client
 from airloop.training.dataset import TrainingWindow
@@ -63,9 +61,5 @@ def evaluate_candidate(
         "metrics": {"candidate": candidate_metrics, "champion": champion_metrics, "baseline": baseline},
         "decision": decision.to_dict(),
     }
-    write_record(paths.report_dir("decisions") / f"{safe_key(run_key)}.json", record)
+    write_record(paths.decision_record(run_key), record)
     return record
-
-
-def write_record(path: Path, record: dict) -> None:
-    path.write_text(json.dumps(record, indent=2, default=str))

@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 from airloop.config import AirloopConfig
 from airloop.data.ingest import validated_partitions
+from airloop.evaluation.records import write_record
 from airloop.paths import StatePaths, safe_key
 from airloop.registry import current_champion, promote_champion, register_candidate
 from airloop.tracking import config_hash, tracking_client
@@ -32,8 +33,7 @@ def decide_retraining(config: AirloopConfig, paths: StatePaths, triggers: list[s
             "skipped": verdict.reason,
             "eval_partition": partitions[-1] if partitions else None,
         }
-        path = paths.report_dir("decisions") / f"{safe_key(run_key)}.json"
-        path.write_text(json.dumps(record, indent=2))
+        write_record(paths.decision_record(run_key), record)
     return {**verdict.to_dict(), "triggers": sorted(triggers)}
 
 
@@ -89,10 +89,10 @@ def package(config: AirloopConfig, paths: StatePaths, model: dict) -> dict:
 def promote(config: AirloopConfig, paths: StatePaths, packaged: dict, run_key: str) -> dict:
     """Move `champion` to the packaged version and note the outcome in the decision record."""
     champion = promote_champion(tracking_client(paths), config.model.registered_name, packaged["version"])
-    path = paths.report_dir("decisions") / f"{safe_key(run_key)}.json"
+    path = paths.decision_record(run_key)
     record = json.loads(path.read_text())
     record["promoted"] = {"version": champion.version, "bento": packaged["bento"]}
-    path.write_text(json.dumps(record, indent=2))
+    write_record(path, record)
     return {"version": champion.version, "bento": packaged["bento"]}
 
 

@@ -30,10 +30,6 @@ class TrainingWindow:
     train_hash: str
     eval_hash: str
 
-    @property
-    def data_through(self) -> str:
-        return self.eval_partition
-
     def summary(self) -> dict:
         return asdict(self)
 
