@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ColumnType = Literal["int", "float", "str", "bool"]
 # Checks on a column that can be made warnings (recorded; the partition goes on).
@@ -19,7 +19,9 @@ ColumnCheck = Literal["exists", "type", "not_null", "range", "allowed", "mean"]
 # Checks on the whole partition that can be made warnings.
 TableCheck = Literal["row_count", "row_growth", "unique_keys", "extra_columns", "partition_date"]
 TaskType = Literal["binary_classification", "regression"]
-ModelFamily = Literal["sklearn_hgb", "sklearn_linear", "xgboost"]
+ModelFamily = Literal["sklearn_hgb", "sklearn_linear", "xgboost", "torch_mlp"]
+# Families that can train on a GPU; the others always train on CPU.
+GPU_FAMILIES = frozenset({"xgboost", "torch_mlp"})
 
 CLASSIFICATION_METRICS = {"roc_auc", "average_precision", "log_loss", "accuracy"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
@@ -147,6 +149,9 @@ class SplitConfig(_Frozen):
     window_partitions: int = Field(default=3, ge=1)
     # Only used while a single partition exists: its newest rows are held out.
     bootstrap_eval_fraction: float = Field(default=0.2, gt=0, lt=1)
+    # The newest rows of the training set that every trial is scored on, to pick the best
+    # hyperparameters and to stop early, so the evaluation set stays unseen until the gate.
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
 
 
 class XGBoostParams(_Frozen):
@@ -175,12 +180,44 @@ class LinearParams(_Frozen):
     alpha: float = Field(default=1.0, ge=0)
 
 
+class TorchMLPParams(_Frozen):
+    hidden_units: int = Field(default=128, ge=4, le=4096)
+    layers: int = Field(default=2, ge=1, le=8)
+    # Upper bound: each categorical gets min(this, about half its cardinality) dimensions.
+    embedding_dim: int = Field(default=8, ge=1, le=64)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    learning_rate: float = Field(default=1e-3, gt=0, le=1)
+    weight_decay: float = Field(default=1e-5, ge=0)
+    batch_size: int = Field(default=1024, ge=16, le=65_536)
+    max_epochs: int = Field(default=20, ge=1, le=1000)
+    # Epochs without a better validation loss before training stops.
+    patience: int = Field(default=3, ge=1, le=100)
+
+
 # Hyperparameters each family accepts: typed and bounded, so a mistake fails before compute.
 PARAMS_OF_FAMILY: dict[str, type[_Frozen]] = {
     "xgboost": XGBoostParams,
     "sklearn_hgb": HistGradientBoostingParams,
     "sklearn_linear": LinearParams,
+    "torch_mlp": TorchMLPParams,
 }
+
+
+class SearchConfig(_Frozen):
+    """A small hyperparameter space: every combination is a trial, up to `max_trials`."""
+
+    # Values to try per hyperparameter; they override model.params.
+    space: dict[str, list[Any]] = Field(min_length=1)
+    # Larger grids are sampled (with model.seed) down to this many trials.
+    max_trials: int = Field(default=8, ge=1, le=256)
+
+    @field_validator("space")
+    @classmethod
+    def _values_listed(cls, space: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [key for key, values in space.items() if not values]
+        if empty:
+            raise ValueError(f"{empty} list no values to try")
+        return space
 
 
 class ModelConfig(_Frozen):
@@ -188,17 +225,49 @@ class ModelConfig(_Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
     registered_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 42
+    search: SearchConfig | None = None
 
     @model_validator(mode="after")
     def _params_fit_family(self) -> ModelConfig:
-        try:
-            PARAMS_OF_FAMILY[self.family].model_validate(self.params)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"params.{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
-            )
-            raise ValueError(f"{problems} (for family {self.family!r})") from None
+        _check_params(self.family, self.params, "params")
+        for key, values in (self.search.space if self.search else {}).items():
+            for value in values:
+                _check_params(self.family, {**self.params, key: value}, "search.space", only=key)
         return self
+
+
+def _check_params(family: str, params: dict[str, Any], where: str, only: str | None = None) -> None:
+    """Raise naming `<where>.<key>` for each hyperparameter the family rejects."""
+    try:
+        PARAMS_OF_FAMILY[family].model_validate(params)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{where}.{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
+            for item in error.errors()
+            if only is None or item["loc"][:1] == (only,)
+        )
+        raise ValueError(f"{problems} (for family {family!r})") from None
+
+
+class DockerRunnerConfig(_Frozen):
+    """How the `docker` runner starts the trainer container (DockerOperator)."""
+
+    image: str = "airloop-trainer:latest"
+    docker_url: str = "unix://var/run/docker.sock"
+    # The compose network, so the container reaches the MLflow server by its service name.
+    network_mode: str | None = None
+    # Shared memory for PyTorch data loading; Docker's default 64 MB is too small.
+    shm_size: int = Field(default=2 * 1024**3, ge=64 * 1024**2)
+
+
+class TrainingConfig(_Frozen):
+    # local: a subprocess on the Airflow worker. docker: a container per trial (DockerOperator).
+    runner: Literal["local", "docker"] = "local"
+    # true: train on a GPU or fail; auto: use one when present; false: CPU only.
+    gpu: bool | Literal["auto"] = "auto"
+    # Hyperparameter trials that train at the same time.
+    max_parallel_trials: int = Field(default=2, ge=1, le=64)
+    docker: DockerRunnerConfig = DockerRunnerConfig()
 
 
 class GateConfig(_Frozen):
@@ -242,6 +311,7 @@ class AirloopConfig(_Frozen):
     retraining: RetrainingConfig = RetrainingConfig()
     drift: DriftConfig = DriftConfig()
     schedules: ScheduleConfig = ScheduleConfig()
+    training: TrainingConfig = TrainingConfig()
 
     @model_validator(mode="after")
     def _fits_task(self) -> AirloopConfig:
@@ -254,6 +324,11 @@ class AirloopConfig(_Frozen):
         unknown = [c for c in self.drift.columns if c not in self.dataset.columns]
         if unknown:
             raise ValueError(f"drift.columns: {unknown} are not declared under dataset.columns")
+        if self.training.gpu is True and self.model.family not in GPU_FAMILIES:
+            raise ValueError(
+                f"training.gpu: true needs a family that trains on a GPU ({sorted(GPU_FAMILIES)}), "
+                f"not {self.model.family!r}; use auto or false"
+            )
         target_type = self.dataset.columns[self.dataset.target.column].type
         if self.task == "regression" and target_type not in ("int", "float"):
             raise ValueError(f"dataset.target: regression needs a numeric column, not {target_type}")
@@ -281,15 +356,37 @@ def parse_config(data: Any, source: str = "<memory>") -> AirloopConfig:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> AirloopConfig:
-    """Load and validate a config file (default: $AIRLOOP_CONFIG, else configs/flights.yaml)."""
-    resolved = Path(path or os.environ.get("AIRLOOP_CONFIG") or default_config_path())
-    if not resolved.is_file():
-        raise ConfigError(f"config file not found: {resolved}")
+    """Load and validate a config (default: $AIRLOOP_CONFIG, else configs/flights.yaml).
+
+    Several files separated by ':' are overlays: each later file's keys replace the earlier
+    ones', section by section (e.g. `configs/flights.yaml:configs/production.yaml`).
+    """
+    spec = str(path or os.environ.get("AIRLOOP_CONFIG") or default_config_path())
+    files = [Path(part) for part in spec.split(os.pathsep) if part]
+    merged: dict[str, Any] = {}
+    for file in files:
+        merged = _overlay(merged, _read_yaml(file))
+    return parse_config(merged, " + ".join(str(f) for f in files))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(resolved.read_text())
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise ConfigError(f"config {resolved} is not valid YAML: {error}") from None
-    return parse_config(data, str(resolved))
+        raise ConfigError(f"config {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        both_mappings = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _overlay(merged[key], value) if both_mappings else value
+    return merged
 
 
 def default_config_path() -> Path:

@@ -48,6 +48,12 @@ def test_flights_config_loads(config) -> None:
         ({"drift__share_threshold": 2}, "drift.share_threshold"),
         ({"split__window_partitions": 0}, "split.window_partitions"),
         ({"dataset__columns__distance__type": "decimal"}, "dataset.columns.distance.type"),
+        ({"model__family": "torch_mlp", "model__params": {"dropout": 1.5}}, "params.dropout"),
+        ({"model__params": {"max_depth": 4}, "split__validation_fraction": 0.7}, "split.validation_fraction"),
+        ({"training": {"runner": "kubernetes"}}, "training.runner"),
+        ({"training": {"gpu": "maybe"}}, "training.gpu"),
+        ({"training": {"max_parallel_trials": 0}}, "training.max_parallel_trials"),
+        ({"training": {"docker": {"image": "x", "volumes": []}}}, "training.docker.volumes"),
     ],
 )
 def test_bad_config_names_the_key(changes, named) -> None:
@@ -64,6 +70,22 @@ def test_missing_file_and_bad_yaml(tmp_path) -> None:
     bad.write_text("name: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_overlays_replace_keys_section_by_section(tmp_path) -> None:
+    overlay = tmp_path / "production.yaml"
+    overlay.write_text("training: {runner: docker}\nmodel: {params: {max_depth: 8}}\n")
+    config = load_config(f"{FLIGHTS_CONFIG}:{overlay}")
+    assert config.training.runner == "docker" and config.training.gpu == "auto"
+    assert config.model.params == {**RAW["model"]["params"], "max_depth": 8}
+    assert config.model.family == RAW["model"]["family"]
+
+    overlay.write_text("training: {gpu: sometimes}\n")
+    with pytest.raises(ConfigError, match=f"invalid config {FLIGHTS_CONFIG} \\+ {overlay}:\n  training.gpu"):
+        load_config(f"{FLIGHTS_CONFIG}:{overlay}")
+    overlay.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping of sections, not list"):
+        load_config(f"{FLIGHTS_CONFIG}:{overlay}")
 
 
 def test_cli_rejects_a_bad_config_before_doing_anything(tmp_path, paths, capsys) -> None:
