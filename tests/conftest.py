@@ -57,3 +57,27 @@ def flights_month() -> Callable:
         return frame.head(rows) if rows else frame
 
     return month
+
+
+def config_variant(config: AirloopConfig, **sections: dict) -> AirloopConfig:
+    """`config` with keys of its top-level sections replaced, validated like a file."""
+    from airloop.config import parse_config
+
+    data = config.model_dump(mode="json")
+    for section, updates in sections.items():
+        data[section] = {**data[section], **updates}
+    return parse_config(data, "test variant")
+
+
+@pytest.fixture
+def training_window(config, paths, flights_month):
+    """Two validated 3000-row months of flights assembled into a versioned training window."""
+    from airloop.data.ingest import store_partition
+    from airloop.training.dataset import assemble_training_set
+
+    paths.landing.mkdir(parents=True)
+    for month in (1, 2):
+        landed = paths.landing / f"2013-{month:02d}.csv"
+        flights_month(month, 3000).to_csv(landed, index=False)
+        store_partition(landed, paths)
+    return assemble_training_set(config, paths)

@@ -54,9 +54,13 @@ def environment_tags() -> dict[str, str]:
 
     from airloop.paths import PROJECT_ROOT
 
-    commit = subprocess.run(
-        ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    # Images carry no .git; they are built with the commit in AIRLOOP_GIT_COMMIT.
+    commit = (
+        os.environ.get("AIRLOOP_GIT_COMMIT")
+        or subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     return {
         "airloop.git_commit": commit or "unknown (not a git checkout)",
         "airloop.python": platform.python_version(),

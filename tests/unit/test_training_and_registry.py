@@ -6,7 +6,6 @@ from importlib.metadata import version
 
 import pytest
 
-from airloop.data.ingest import store_partition
 from airloop.registry import (
     CHALLENGER,
     CHAMPION,
@@ -16,31 +15,21 @@ from airloop.registry import (
     register_candidate,
 )
 from airloop.tracking import tracking_client
-from airloop.training.dataset import assemble_training_set
 from airloop.training.runners import run_local
 from airloop.training.train import TrainRequest, train_candidate
 
 
-@pytest.fixture
-def window(config, paths, flights_month):
-    paths.landing.mkdir(parents=True)
-    for month in (1, 2):
-        landed = paths.landing / f"2013-{month:02d}.csv"
-        flights_month(month, 3000).to_csv(landed, index=False)
-        store_partition(landed, paths)
-    return assemble_training_set(config, paths)
-
-
-def test_local_runner_trains_in_a_process_and_is_reproducible(config, paths, window) -> None:
+def test_local_runner_trains_in_a_process_and_is_reproducible(config, paths, training_window) -> None:
     import mlflow
 
     request = TrainRequest(
         config.model_dump(mode="json"),
-        window.train_path,
-        window.eval_path,
-        {"airloop.data_hash": window.train_hash},
+        training_window.train_path,
+        training_window.eval_path,
+        {"airloop.data_hash": training_window.train_hash},
     )
-    in_process = run_local(request, paths.runs / "first")
+    request.write(paths.runs / "first" / "request.json")
+    in_process = run_local(paths.runs / "first" / "request.json", paths.runs / "first" / "result.json")
     assert (paths.runs / "first" / "result.json").exists()
     assert in_process.metrics["roc_auc"] > 0.6
 
@@ -50,7 +39,7 @@ def test_local_runner_trains_in_a_process_and_is_reproducible(config, paths, win
 
     client = tracking_client(paths)
     run = client.get_run(in_process.run_id)
-    assert run.data.tags["airloop.data_hash"] == window.train_hash
+    assert run.data.tags["airloop.data_hash"] == training_window.train_hash
     assert run.data.params["family"] == "xgboost"
     assert len(run.data.tags["airloop.git_commit"]) == 40 and "cores" in run.data.tags["airloop.hardware"]
     plots = {a.path for a in client.list_artifacts(in_process.run_id, "plots")}
@@ -70,15 +59,20 @@ def test_runner_failure_carries_the_process_output(config, paths) -> None:
         config.model_dump(mode="json"), "/nonexistent/train.parquet", "/nonexistent/eval.parquet", {}
     )
     with pytest.raises(RuntimeError, match="nonexistent"):
-        run_local(request, paths.runs / "broken")
+        request.write(paths.runs / "broken" / "request.json")
+        run_local(paths.runs / "broken" / "request.json", paths.runs / "broken" / "result.json")
 
 
-def test_registration_is_idempotent_and_promotion_keeps_the_previous_champion(config, paths, window) -> None:
+def test_registration_is_idempotent_and_promotion_keeps_the_previous_champion(
+    config, paths, training_window
+) -> None:
     client = tracking_client(paths)
     name = config.model.registered_name
-    request = TrainRequest(config.model_dump(mode="json"), window.train_path, window.eval_path, {})
+    request = TrainRequest(
+        config.model_dump(mode="json"), training_window.train_path, training_window.eval_path, {}
+    )
     first, second = (train_candidate(request, paths) for _ in range(2))
-    tags = {"airloop.data_hash": window.train_hash, "airloop.airflow_run_id": "run-1"}
+    tags = {"airloop.data_hash": training_window.train_hash, "airloop.airflow_run_id": "run-1"}
 
     v1 = register_candidate(client, name, first.run_id, first.model_uri, tags)
     assert register_candidate(client, name, first.run_id, first.model_uri, tags).version == v1.version

@@ -81,3 +81,29 @@ def assemble_training_set(config: AirloopConfig, paths: StatePaths) -> TrainingW
         train_hash=tracked_hash(train_path),
         eval_hash=tracked_hash(eval_path),
     )
+
+
+def split_validation(frame: pd.DataFrame, config: AirloopConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training rows and the newest `split.validation_fraction` of them, held out."""
+    if config.dataset.order_by:
+        frame = frame.sort_values(config.dataset.order_by, kind="stable", ignore_index=True)
+    cut = int(len(frame) * (1 - config.split.validation_fraction))
+    if cut == 0 or cut == len(frame):
+        raise ValueError(
+            f"{len(frame)} labelled training rows are too few to hold out "
+            f"split.validation_fraction={config.split.validation_fraction} of them"
+        )
+    return frame.iloc[:cut], frame.iloc[cut:]
+
+
+def require_columns(path: str | Path, config: AirloopConfig) -> None:
+    """Raise naming the config keys whose columns a training file lacks (reads only its schema)."""
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(path).names)
+    missing = [c for c in config.dataset.features if c not in present]
+    problems = [f"dataset.features: {missing} not in {path}"] if missing else []
+    if config.dataset.target.column not in present:
+        problems.append(f"dataset.target.column: {config.dataset.target.column!r} not in {path}")
+    if problems:
+        raise ValueError("; ".join(problems))

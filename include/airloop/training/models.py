@@ -13,16 +13,30 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from airloop.config import AirloopConfig
+from airloop.training.devices import Device
+
+
+def _codes() -> OrdinalEncoder:
+    # Integer codes, not one-hot or native categoricals: trees split on them well and they
+    # train several times faster; unseen categories map to -1 instead of failing.
+    return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
 
 
 def _tree_preprocessing(config: AirloopConfig) -> ColumnTransformer:
-    # Integer codes, not one-hot or native categoricals: trees split on them well and they
-    # train several times faster; unseen categories map to -1 instead of failing.
-    codes = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
     return ColumnTransformer(
         [
-            ("categorical", codes, config.dataset.categorical_features()),
+            ("categorical", _codes(), config.dataset.categorical_features()),
             ("numeric", "passthrough", config.dataset.numeric_features()),
+        ]
+    )
+
+
+def _network_preprocessing(config: AirloopConfig) -> ColumnTransformer:
+    # Codes first: the MLP embeds its first n_categorical columns.
+    return ColumnTransformer(
+        [
+            ("categorical", _codes(), config.dataset.categorical_features()),
+            ("numeric", StandardScaler(), config.dataset.numeric_features()),
         ]
     )
 
@@ -36,7 +50,7 @@ def _linear_preprocessing(config: AirloopConfig) -> ColumnTransformer:
     )
 
 
-def _estimator(config: AirloopConfig) -> Any:
+def _estimator(config: AirloopConfig, device: Device) -> Any:
     params, seed = dict(config.model.params), config.model.seed
     classify = config.task == "binary_classification"
     family = config.model.family
@@ -44,7 +58,13 @@ def _estimator(config: AirloopConfig) -> Any:
         from xgboost import XGBClassifier, XGBRegressor
 
         cls = XGBClassifier if classify else XGBRegressor
-        return cls(tree_method="hist", random_state=seed, **params)
+        return cls(tree_method="hist", device=device, random_state=seed, **params)
+    if family == "torch_mlp":
+        from airloop.training.torch_mlp import TabularMLPClassifier, TabularMLPRegressor
+
+        mlp = TabularMLPClassifier if classify else TabularMLPRegressor
+        n_categorical = len(config.dataset.categorical_features())
+        return mlp(n_categorical=n_categorical, random_state=seed, device=device, **params)
     if family == "sklearn_hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
@@ -59,8 +79,15 @@ def _estimator(config: AirloopConfig) -> Any:
     raise ValueError(f"model.family {family!r} is not supported")
 
 
-def build_pipeline(config: AirloopConfig) -> Pipeline:
-    """An unfitted pipeline: preprocessing for the family, then the estimator."""
-    linear = config.model.family == "sklearn_linear"
-    prep = _linear_preprocessing(config) if linear else _tree_preprocessing(config)
-    return Pipeline([("prep", prep), ("model", _estimator(config))])
+_PREPROCESSING_OF_FAMILY = {
+    "xgboost": _tree_preprocessing,
+    "sklearn_hgb": _tree_preprocessing,
+    "sklearn_linear": _linear_preprocessing,
+    "torch_mlp": _network_preprocessing,
+}
+
+
+def build_pipeline(config: AirloopConfig, device: Device = "cpu") -> Pipeline:
+    """An unfitted pipeline: preprocessing for the family, then the estimator (on `device`)."""
+    prep = _PREPROCESSING_OF_FAMILY[config.model.family](config)
+    return Pipeline([("prep", prep), ("model", _estimator(config, device))])

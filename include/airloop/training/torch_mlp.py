@@ -1,0 +1,250 @@
+"""A PyTorch MLP for tabular data, shaped as a scikit-learn estimator.
+
+It sits at the end of the same kind of Pipeline as every other family, after the
+preprocessing that encodes categoricals as integer codes (-1 for unseen or missing) and
+scales numerics, so the logged model applies the training transforms when it serves.
+The first `n_categorical` input columns are those codes; each gets an embedding.
+
+On a GPU it trains in mixed precision (bfloat16 where supported, else float16 with loss
+scaling). With a validation set it stops early and keeps the best epoch's weights.
+Pickling and skops keep the weights as NumPy arrays, so a model trained on a GPU loads and
+predicts on a CPU-only server.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from torch import nn
+
+_PREDICT_BATCH = 65_536
+
+
+class _Network(nn.Module):
+    def __init__(
+        self,
+        cardinalities: list[int],
+        n_numeric: int,
+        embedding_dim: int,
+        hidden: int,
+        layers: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        dims = [min(embedding_dim, (card + 1) // 2) for card in cardinalities]
+        tables = (nn.Embedding(card, dim) for card, dim in zip(cardinalities, dims, strict=True))
+        self.embeddings = nn.ModuleList(tables)
+        blocks: list[nn.Module] = []
+        width = sum(dims) + n_numeric
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        blocks.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*blocks)
+
+    def forward(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        embedded = [table(codes[:, i]) for i, table in enumerate(self.embeddings)]
+        return self.mlp(torch.cat([*embedded, numeric], dim=1)).squeeze(1)
+
+
+class _TabularMLP(BaseEstimator):
+    _classify = False
+
+    def __init__(
+        self,
+        n_categorical: int = 0,
+        hidden_units: int = 128,
+        layers: int = 2,
+        embedding_dim: int = 8,
+        dropout: float = 0.1,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        batch_size: int = 1024,
+        max_epochs: int = 20,
+        patience: int = 3,
+        random_state: int = 42,
+        device: str = "cpu",
+    ) -> None:
+        self.n_categorical = n_categorical
+        self.hidden_units = hidden_units
+        self.layers = layers
+        self.embedding_dim = embedding_dim
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.random_state = random_state
+        self.device = device
+
+    # -- fitting -----------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any, eval_set: tuple[Any, Any] | None = None) -> _TabularMLP:
+        """Train; with eval_set, stop after `patience` epochs without a better validation loss."""
+        torch.manual_seed(self.random_state)
+        device = torch.device(self.device)
+        X = np.asarray(X, dtype=np.float32)
+        self.n_features_in_ = X.shape[1]
+        codes = X[:, : self.n_categorical].astype(np.int64)
+        self.cardinalities_ = [int(codes[:, i].max(initial=-1)) + 2 for i in range(self.n_categorical)]
+        target = self._prepare_target(np.asarray(y, dtype=np.float32))
+        self.module_ = self._build().to(device)
+        train = self._tensors(X, target, device)
+        valid = None
+        if eval_set is not None:
+            valid_X = np.asarray(eval_set[0], dtype=np.float32)
+            valid = self._tensors(
+                valid_X, self._scale_target(np.asarray(eval_set[1], dtype=np.float32)), device
+            )
+        self.history_ = self._train(train, valid, device)
+        return self
+
+    def _build(self) -> _Network:
+        return _Network(
+            self.cardinalities_,
+            self.n_features_in_ - self.n_categorical,
+            self.embedding_dim,
+            self.hidden_units,
+            self.layers,
+            self.dropout,
+        )
+
+    def _prepare_target(self, y: np.ndarray) -> np.ndarray:
+        self.target_mean_, self.target_scale_ = (
+            (0.0, 1.0) if self._classify else (float(y.mean()), float(y.std() or 1.0))
+        )
+        return self._scale_target(y)
+
+    def _scale_target(self, y: np.ndarray) -> np.ndarray:
+        return (y - self.target_mean_) / self.target_scale_
+
+    def _tensors(self, X: np.ndarray, y: np.ndarray | None, device: torch.device) -> tuple[torch.Tensor, ...]:
+        codes = X[:, : self.n_categorical].astype(np.int64) + 1  # 0 is the unseen/missing row
+        limits = np.asarray(self.cardinalities_, dtype=np.int64) - 1
+        codes = np.where((codes < 0) | (codes > limits), 0, codes)
+        numeric = np.nan_to_num(X[:, self.n_categorical :], nan=0.0)  # scaled: 0 is the mean
+        tensors = [torch.from_numpy(codes).to(device), torch.from_numpy(numeric).to(device)]
+        if y is not None:
+            tensors.append(torch.from_numpy(y.astype(np.float32)).to(device))
+        return tuple(tensors)
+
+    def _loss(self) -> nn.Module:
+        return nn.BCEWithLogitsLoss() if self._classify else nn.MSELoss()
+
+    def _train(
+        self, train: tuple[torch.Tensor, ...], valid: tuple[torch.Tensor, ...] | None, device: torch.device
+    ) -> dict[str, list[float]]:
+        module, loss_fn = self.module_, self._loss()
+        optimizer = torch.optim.AdamW(
+            module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        on_gpu = device.type == "cuda"
+        amp_dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=on_gpu and amp_dtype == torch.float16)
+        generator = torch.Generator(device="cpu").manual_seed(self.random_state)
+        history: dict[str, list[float]] = {"train_loss": [], "validation_loss": []}
+        best, best_state, stale = float("inf"), None, 0
+        rows = train[0].shape[0]
+        for _epoch in range(self.max_epochs):
+            module.train()
+            order = torch.randperm(rows, generator=generator).to(device)
+            # Summed on the device: reading the loss every batch would sync the GPU each step.
+            total = torch.zeros((), device=device)
+            for start in range(0, rows, self.batch_size):
+                batch = order[start : start + self.batch_size]
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=on_gpu):
+                    loss = loss_fn(module(train[0][batch], train[1][batch]).float(), train[2][batch])
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += loss.detach() * len(batch)
+            history["train_loss"].append(float(total) / rows)
+            if valid is None:
+                continue
+            current = self._validation_loss(valid, loss_fn, device, amp_dtype)
+            history["validation_loss"].append(current)
+            if current < best - 1e-6:
+                best, best_state, stale = current, copy.deepcopy(module.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    break
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        self.best_epoch_ = (
+            int(np.argmin(history["validation_loss"])) + 1 if valid is not None else self.max_epochs
+        )
+        return history
+
+    @torch.no_grad()
+    def _validation_loss(
+        self,
+        valid: tuple[torch.Tensor, ...],
+        loss_fn: nn.Module,
+        device: torch.device,
+        amp_dtype: torch.dtype,
+    ) -> float:
+        self.module_.eval()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=device.type == "cuda"):
+            return float(loss_fn(self.module_(valid[0], valid[1]).float(), valid[2]))
+
+    # -- predicting --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _raw(self, X: Any) -> np.ndarray:
+        device = torch.device(self.device if self.device == "cpu" or torch.cuda.is_available() else "cpu")
+        self.module_.to(device).eval()
+        X = np.asarray(X, dtype=np.float32)
+        out = []
+        for start in range(0, len(X), _PREDICT_BATCH):
+            codes, numeric = self._tensors(X[start : start + _PREDICT_BATCH], None, device)
+            out.append(self.module_(codes, numeric).float().cpu().numpy())
+        return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
+
+    # -- serialization: weights as NumPy arrays, so skops can store them -------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {key: value for key, value in super().__getstate__().items() if key != "module_"}
+        if hasattr(self, "module_"):
+            state["weights_"] = {k: v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        weights = state.pop("weights_", None)
+        super().__setstate__(state)
+        if weights is not None:
+            self.module_ = self._build()
+            self.module_.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+            self.module_.eval()
+
+
+class TabularMLPClassifier(ClassifierMixin, _TabularMLP):
+    """Binary classifier: predict_proba gives P(label == 1) in its second column."""
+
+    _classify = True
+
+    def fit(self, X: Any, y: Any, eval_set: tuple[Any, Any] | None = None) -> TabularMLPClassifier:
+        self.classes_ = np.array([0, 1])
+        super().fit(X, y, eval_set)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        positive = 1.0 / (1.0 + np.exp(-self._raw(X).astype(np.float64)))
+        return np.column_stack([1.0 - positive, positive])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+class TabularMLPRegressor(RegressorMixin, _TabularMLP):
+    """Regressor: trains on the standardised target, predicts in the target's own units."""
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._raw(X).astype(np.float64) * self.target_scale_ + self.target_mean_
