@@ -2,8 +2,11 @@
 
 Triggered by `validated_data` or `drift_detected` (either), by hand in the UI, or over
 the REST API. The retraining policy in the config decides whether the triggers call for a
-new model. The candidate and the current champion are scored on the same frozen
-evaluation set (the newest partition); only a candidate that beats both the champion and
+new model. Training fans out one mapped `train_trial` per hyperparameter trial (one
+without `model.search`), each a subprocess (`training.runner: local`) or a container on a
+GPU (`docker`); the best on validation data is the candidate. The candidate and the
+current champion are scored on the same frozen evaluation set (the newest partition);
+only a candidate that beats both the champion and
 a naive baseline is registered (alias `challenger`), packaged as a BentoML bento and
 promoted (alias `champion`, the old one kept as `previous_champion`).
 """
@@ -59,10 +62,22 @@ def continuous_training():
         return prepare_training_set(CONFIG, PATHS)
 
     @task
-    def train_candidate(window: dict, **context) -> dict:
-        from airloop.pipelines.continuous_training import train
+    def plan_training(window: dict, **context) -> list[dict]:
+        from airloop.pipelines.continuous_training import plan_training
 
-        return train(CONFIG, PATHS, window, context["run_id"])
+        return plan_training(CONFIG, PATHS, window, context["run_id"])
+
+    @task(max_active_tis_per_dagrun=CONFIG.training.max_parallel_trials)
+    def train_trial(trial: dict) -> dict:
+        from airloop.pipelines.continuous_training import train_trial
+
+        return train_trial(trial)
+
+    @task
+    def select_candidate(trials: list[dict]) -> dict:
+        from airloop.pipelines.continuous_training import select_candidate
+
+        return select_candidate(CONFIG, PATHS, trials)
 
     @task
     def evaluate_candidate(window: dict, candidate: dict, **context) -> dict:
@@ -102,12 +117,28 @@ def continuous_training():
 
     window = prepare_training_set()
     decide_retraining() >> window
-    candidate = train_candidate(window)
+    trials = plan_training(window)
+    if CONFIG.training.runner == "docker":
+        trained = _trial_containers(trials)
+    else:
+        trained = train_trial.expand(trial=trials)
+    candidate = select_candidate(trials)
+    trained >> candidate
     decision = evaluate_candidate(window, candidate)
     gate = passes_gate(decision)
     model = register_model(decision, window)
     gate >> model
     promote_champion(package_model(model))
+
+
+def _trial_containers(trials):
+    """One DockerOperator per trial, running `airloop train` in the trainer image."""
+    from airflow.providers.docker.operators.docker import DockerOperator
+
+    from airloop.training.docker_runner import operator_kwargs, trial_kwargs
+
+    shared = operator_kwargs(CONFIG, PATHS)
+    return DockerOperator.partial(task_id="train_trial", **shared).expand_kwargs(trials.map(trial_kwargs))
 
 
 continuous_training()

@@ -82,6 +82,19 @@ def cmd_train(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths
     return 0
 
 
+def cmd_devices(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.training.devices import GpuUnavailable, cuda_available, device_name, resolve_device
+
+    report: dict = {"training.gpu": config.training.gpu, "cuda_available": cuda_available()}
+    try:
+        device = resolve_device(config.training.gpu)
+    except GpuUnavailable as error:
+        _print({**report, "error": str(error)})
+        return 1
+    _print({**report, "device": device, "name": device_name(device)})
+    return 0
+
+
 def cmd_retrain(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
     from airloop.pipelines.continuous_training import run_continuous_training
 
@@ -177,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--request", required=True)
     train.add_argument("--result", required=True)
     train.set_defaults(func=cmd_train)
+    sub.add_parser(
+        "devices", help="the device training would use here (GPU or CPU), from training.gpu"
+    ).set_defaults(func=cmd_devices)
     retrain = sub.add_parser("retrain", help="the whole continuous-training flow in this process")
     retrain.add_argument("--trigger", default="manual", choices=["manual", "drift", "new_data"])
     retrain.set_defaults(func=cmd_retrain)

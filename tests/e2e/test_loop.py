@@ -32,6 +32,8 @@ def loop(tmp_path_factory):
     # A low threshold makes the drift trigger certain (February's `day` alone drifts from
     # January's), so the test checks the mechanism, not this year's weather.
     raw["drift"]["share_threshold"] = 0.1
+    # Two hyperparameter trials per training run: the mapped train_trial fans out for real.
+    raw["model"]["search"] = {"space": {"max_depth": [4, 6]}}
     config_path = root / "flights-e2e.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     paths = StatePaths(root / "state")
@@ -66,6 +68,21 @@ def test_champion_carries_its_lineage(loop) -> None:
     run_id = champion.tags["airloop.airflow_run_id"]
     run = stack.client().request("GET", f"dags/continuous_training/dagRuns/{run_id}")
     assert run["state"] == "success"
+
+
+def test_training_fans_out_a_mapped_trial_per_search_point_and_registers_the_best(loop) -> None:
+    paths, stack = loop
+    config = load_config()
+    client = tracking_client(paths)
+    champion = client.get_model_version_by_alias(config.model.registered_name, CHAMPION)
+    run_id = champion.tags["airloop.airflow_run_id"]
+    instances = stack.client().task_instances("continuous_training", run_id)
+    trials = sorted(ti["map_index"] for ti in instances if ti["task_id"] == "train_trial")
+    assert trials == [0, 1]
+    assert all(ti["state"] == "success" for ti in instances if ti["task_id"] == "train_trial")
+    trial_run = client.get_run(champion.run_id)
+    parent = client.get_run(trial_run.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["airloop.best_run_id"] == champion.run_id
 
 
 def test_a_bento_of_the_champion_exists(loop) -> None:

@@ -1,4 +1,5 @@
-"""continuous_training: decide → assemble → train → evaluate and gate → register → promote → package.
+"""continuous_training: decide → assemble → plan trials → train each → select → evaluate and gate
+→ register → package → promote.
 
 Each function is one task: it takes the config, the state paths and small references from
 the task before (dicts of paths, ids, metrics), and returns another small dict.
@@ -8,16 +9,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
-from airloop.config import AirloopConfig
+from airloop.config import GPU_FAMILIES, AirloopConfig
 from airloop.data.ingest import validated_partitions
 from airloop.evaluation.records import write_record
 from airloop.paths import StatePaths, safe_key
 from airloop.registry import current_champion, promote_champion, register_candidate
 from airloop.tracking import config_hash, tracking_client
-from airloop.training.dataset import TrainingWindow, assemble_training_set
+from airloop.training.dataset import TrainingWindow, assemble_training_set, require_columns
+from airloop.training.devices import resolve_device
+from airloop.training.docker_runner import container_name, wants_gpu
 from airloop.training.policy import should_retrain
-from airloop.training.runners import run_local
+from airloop.training.runners import run_local, train_command
+from airloop.training.search import best_trial, parent_run, record_best, trial_params
 from airloop.training.train import TrainRequest, TrainResult
 
 
@@ -41,17 +46,73 @@ def prepare_training_set(config: AirloopConfig, paths: StatePaths) -> dict:
     return assemble_training_set(config, paths).summary()
 
 
-def train(config: AirloopConfig, paths: StatePaths, window: dict, run_key: str) -> dict:
-    """Train a candidate with the local runner (a subprocess running `airloop train`)."""
+def plan_training(config: AirloopConfig, paths: StatePaths, window: dict, run_key: str) -> list[dict]:
+    """Write one request file per trial; fail here, before any compute, on what would fail later.
+
+    A trial is {"trial", "request", "result", "command", "container_name", "gpu"}: what either
+    runner needs to train it, and where its result will be.
+    """
     training = TrainingWindow(**window)
-    request = TrainRequest(
-        config=config.model_dump(mode="json"),
-        train_path=training.train_path,
-        eval_path=training.eval_path,
-        tags=_lineage_tags(config, training, run_key),
-    )
-    result = run_local(request, paths.runs / safe_key(run_key))
-    return asdict(result)
+    require_columns(training.train_path, config)
+    require_columns(training.eval_path, config)
+    gpu = _plan_gpu(config)
+    params = trial_params(config.model)
+    parent = parent_run(config, paths, run_key, params) if len(params) > 1 else None
+    workdir = paths.runs / safe_key(run_key)
+    trials = []
+    for number, trial in enumerate(params):
+        data = config.model_dump(mode="json")
+        data["model"]["params"] = trial
+        request = TrainRequest(
+            data,
+            training.train_path,
+            training.eval_path,
+            _lineage_tags(config, training, run_key),
+            trial=number,
+            parent_run_id=parent,
+        )
+        request_path, result_path = (
+            workdir / f"trial-{number}" / "request.json",
+            workdir / f"trial-{number}" / "result.json",
+        )
+        request.write(request_path)
+        trials.append(
+            {
+                "trial": number,
+                "request": str(request_path),
+                "result": str(result_path),
+                "command": train_command(request_path, result_path),
+                "container_name": container_name(run_key, number),
+                "gpu": gpu,
+            }
+        )
+    return trials
+
+
+def _plan_gpu(config: AirloopConfig) -> bool:
+    """Whether trials get a GPU; a required GPU that is missing fails the plan, loudly."""
+    if config.model.family not in GPU_FAMILIES:
+        return False
+    if config.training.runner == "docker":
+        return wants_gpu(config)
+    return resolve_device(config.training.gpu) == "cuda"
+
+
+def train_trial(trial: dict) -> dict:
+    """Train one trial with the local runner (a subprocess running `airloop train`)."""
+    return asdict(run_local(Path(trial["request"]), Path(trial["result"])))
+
+
+def select_candidate(config: AirloopConfig, paths: StatePaths, trials: list[dict]) -> dict:
+    """The best trial on validation data (the only one without a search) becomes the candidate."""
+    results = [TrainResult.read(Path(trial["result"])) for trial in trials]
+    best = best_trial(results, config.gate.metric)
+    parent = TrainRequest.read(Path(trials[0]["request"])).parent_run_id
+    if parent:
+        record_best(paths, parent, best, config.gate.metric, len(results))
+    metric = config.gate.metric
+    print(f"candidate: trial {best.trial} of {len(results)}, val_{metric}={best.validation[metric]:.4f}")
+    return asdict(best)
 
 
 def evaluate(
@@ -104,7 +165,10 @@ def run_continuous_training(
     if not verdict["retrain"]:
         return verdict
     window = prepare_training_set(config, paths)
-    candidate = train(config, paths, window, run_key)
+    trials = plan_training(config, paths, window, run_key)
+    for trial in trials:
+        train_trial(trial)
+    candidate = select_candidate(config, paths, trials)
     record = evaluate(config, paths, window, candidate, run_key, triggers)
     if record["decision"]["promote"]:
         model = register(config, paths, record, window, run_key)
