@@ -5,8 +5,10 @@
 #   wheel    builds the airloop wheel from pyproject.toml + include/ (build tools stay here)
 #   airflow  the official Airflow image + requirements.txt + airloop + dags/plugins/configs;
 #            every Airflow service in docker-compose.yaml runs it (and the MLflow server)
-#   trainer  a small image that runs `airloop train` (the DockerOperator's unit of work);
-#            CPU for now, a CUDA base comes later
+#   trainer  runs `airloop train` (the DockerOperator's unit of work, one container per
+#            trial): the CUDA builds of torch and xgboost from PyPI, which carry the CUDA
+#            runtime libraries; the host's NVIDIA driver comes in through the NVIDIA
+#            Container Toolkit when the operator requests a GPU
 #
 #   docker build --target airflow -t airloop-airflow .
 #   docker build --target trainer -t airloop-trainer .
@@ -14,9 +16,13 @@
 # The Airflow version is the tag of the base image and must equal the apache-airflow pin in
 # requirements.txt (tests/unit/test_deployment_files.py checks it).
 
-# torch==2.13.0 from PyPI pulls the multi-GB CUDA build; the CPU wheels live on PyTorch's
-# own index. The pin itself is read from requirements.txt, so it is written down once.
+# torch==2.13.0 from PyPI is the multi-GB CUDA build: right for the trainer, wasted on the
+# Airflow services, which take the CPU wheel from PyTorch's own index. The pin itself is
+# read from requirements.txt, so it is written down once.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Images hold no .git: the commit they were built from is recorded on every training run.
+#   docker compose build --build-arg AIRLOOP_GIT_COMMIT=$(git rev-parse HEAD)
+ARG AIRLOOP_GIT_COMMIT=unknown
 
 # ---------------------------------------------------------------------------------------------
 FROM python:3.11-slim AS wheel
@@ -56,13 +62,13 @@ COPY --chown=airflow:0 configs/ /opt/airflow/configs/
 # Mount points for named volumes: created here so fresh volumes are owned by airflow:0.
 RUN mkdir -p /opt/airflow/state /opt/airflow/mlartifacts
 
+ARG AIRLOOP_GIT_COMMIT
 ENV AIRLOOP_HOME=/opt/airflow/state \
-    AIRLOOP_CONFIG=/opt/airflow/configs/flights.yaml
+    AIRLOOP_CONFIG=/opt/airflow/configs/flights.yaml \
+    AIRLOOP_GIT_COMMIT=${AIRLOOP_GIT_COMMIT}
 
 # ---------------------------------------------------------------------------------------------
 FROM python:3.11-slim AS trainer
-
-ARG TORCH_INDEX_URL
 
 # xgboost's Linux wheels link the system OpenMP runtime, which the slim image lacks.
 RUN apt-get update \
@@ -71,12 +77,15 @@ RUN apt-get update \
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    # What the NVIDIA Container Toolkit exposes when a GPU is requested: the device and the
+    # driver's compute and monitoring libraries (nvidia-smi).
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
 COPY requirements.txt /opt/airloop/requirements.txt
-RUN pip install --index-url "${TORCH_INDEX_URL}" \
-        "$(grep -E '^torch==' /opt/airloop/requirements.txt)" \
-    && pip install -r /opt/airloop/requirements.txt
+# From PyPI: torch==2.13.0 and xgboost==3.2.0 there are the CUDA builds.
+RUN pip install -r /opt/airloop/requirements.txt
 
 COPY --from=wheel /dist/ /tmp/airloop-dist/
 RUN pip install --no-deps /tmp/airloop-dist/*.whl && rm -rf /tmp/airloop-dist
@@ -90,7 +99,11 @@ RUN useradd --uid 50000 --gid 0 --home-dir /opt/airloop --no-create-home airloop
 USER 50000:0
 WORKDIR /opt/airloop
 
+ARG AIRLOOP_GIT_COMMIT
 ENV AIRLOOP_HOME=/opt/airloop/state \
-    AIRLOOP_CONFIG=/opt/airloop/configs/flights.yaml
+    AIRLOOP_CONFIG=/opt/airloop/configs/flights.yaml \
+    AIRLOOP_GIT_COMMIT=${AIRLOOP_GIT_COMMIT}
 
-ENTRYPOINT ["airloop", "train"]
+# No ENTRYPOINT: the DockerOperator's command is the whole `airloop train --request ...`
+# line, the same one the local runner executes. Run bare, it says what device it sees.
+CMD ["airloop", "devices"]

@@ -229,14 +229,22 @@ def test_executor_is_celery(services: dict[str, dict[str, Any]]) -> None:
     assert services["airflow-worker"]["command"] == "celery worker"
 
 
-def test_airloop_environment(services: dict[str, dict[str, Any]]) -> None:
+def test_airloop_environment(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
     for name in AIRFLOW_SERVICES:
         env = _environment(services[name])
         assert env["AIRLOOP_HOME"] == "/opt/airflow/state", name
-        assert env["AIRLOOP_CONFIG"] == "/opt/airflow/configs/flights.yaml", name
+        overlays = "/opt/airflow/configs/flights.yaml:/opt/airflow/configs/production.yaml"
+        assert env["AIRLOOP_CONFIG"] == overlays, name
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
-    config = ROOT / "configs" / "flights.yaml"
-    assert config.is_file(), "AIRLOOP_CONFIG points at configs/flights.yaml, baked into the image"
+    from airloop.config import load_config
+
+    production = load_config(f"{ROOT / 'configs' / 'flights.yaml'}:{ROOT / 'configs' / 'production.yaml'}")
+    assert production.training.runner == "docker"
+    assert production.training.docker.network_mode == compose["networks"]["default"]["name"]
+    assert env["AIRLOOP_STATE_VOLUME"] == compose["volumes"]["airloop-state"]["name"]
+    worker = services["airflow-worker"]
+    assert "/var/run/docker.sock:/var/run/docker.sock" in worker["volumes"]
+    assert "airloop-state:/opt/airflow/state" in worker["volumes"]
 
 
 def test_secrets_are_required_references(services: dict[str, dict[str, Any]]) -> None:
@@ -352,8 +360,23 @@ def test_dockerfile_has_airflow_and_trainer_targets() -> None:
     stages = _dockerfile_stages()
     assert {"airflow", "trainer"} <= set(stages), sorted(stages)
     assert stages["trainer"]["base"] == "python:3.11-slim"
-    entrypoints = _stage(stages, "trainer", "ENTRYPOINT")
-    assert entrypoints and entrypoints[-1].replace(" ", "") == '["airloop","train"]'
+    # No entrypoint: the DockerOperator's command is the whole `airloop train ...` line,
+    # the same list the local runner executes.
+    assert not _stage(stages, "trainer", "ENTRYPOINT")
+    runs = " ".join(_stage(stages, "trainer", "RUN"))
+    # torch and xgboost from PyPI are the CUDA builds (torch bundles the CUDA runtime).
+    assert "download.pytorch.org/whl/cpu" not in runs and "TORCH_INDEX_URL" not in runs
+    env = " ".join(_stage(stages, "trainer", "ENV"))
+    assert "NVIDIA_VISIBLE_DEVICES=all" in env and "compute" in env
+
+
+def test_compose_builds_the_trainer_image(services: dict[str, dict[str, Any]]) -> None:
+    trainer = services["airloop-trainer"]
+    assert trainer["build"] == {"context": ".", "target": "trainer"}
+    from airloop.config import load_config
+
+    production = load_config(f"{ROOT / 'configs' / 'flights.yaml'}:{ROOT / 'configs' / 'production.yaml'}")
+    assert trainer["image"] == production.training.docker.image
 
 
 def test_airflow_base_image_matches_the_pinned_airflow() -> None:
