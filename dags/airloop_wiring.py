@@ -10,6 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset
 
+from airloop.pools import DVC_POOL, PROMOTION_POOL
+
+__all__ = ["DVC_POOL", "PROMOTION_POOL"]
+
 VALIDATED_DATA = Asset(name="validated_data", uri="airloop://validated_data", group="airloop")
 DRIFT_DETECTED = Asset(name="drift_detected", uri="airloop://drift_detected", group="airloop")
 CHAMPION_MODEL = Asset(name="champion_model", uri="airloop://champion_model", group="airloop")

@@ -18,6 +18,8 @@ from airloop_wiring import (
     CHAMPION_MODEL,
     DEFAULT_ARGS,
     DRIFT_DETECTED,
+    DVC_POOL,
+    PROMOTION_POOL,
     START_DATE,
     TRIGGER_OF_ASSET,
     VALIDATED_DATA,
@@ -55,7 +57,7 @@ def continuous_training():
         print(f"retrain={verdict['retrain']}: {verdict['reason']}")
         return bool(verdict["retrain"])
 
-    @task(pool="airloop_dvc")
+    @task(pool=DVC_POOL)
     def prepare_training_set() -> dict:
         from airloop.pipelines.continuous_training import prepare_training_set
 
@@ -107,13 +109,18 @@ def continuous_training():
 
         return package(CONFIG, PATHS, model)
 
-    @task(outlets=[CHAMPION_MODEL])
-    def promote_champion(packaged: dict, **context) -> dict:
+    @task(outlets=[CHAMPION_MODEL], pool=PROMOTION_POOL)
+    def promote_champion(packaged: dict, window: dict, candidate: dict, **context) -> dict:
+        from airflow.exceptions import AirflowSkipException
+
         from airloop.pipelines.continuous_training import promote
 
-        champion = promote(CONFIG, PATHS, packaged, context["run_id"])
-        context["outlet_events"][CHAMPION_MODEL].extra = champion
-        return champion
+        outcome = promote(CONFIG, PATHS, packaged, window, candidate, context["run_id"])
+        if not outcome["promoted"]:
+            # Skipped, not failed: the gate refused after the champion moved; no asset event.
+            raise AirflowSkipException(f"not promoted after re-evaluation: {outcome['reason']}")
+        context["outlet_events"][CHAMPION_MODEL].extra = outcome
+        return outcome
 
     window = prepare_training_set()
     decide_retraining() >> window
@@ -128,7 +135,7 @@ def continuous_training():
     gate = passes_gate(decision)
     model = register_model(decision, window)
     gate >> model
-    promote_champion(package_model(model))
+    promote_champion(package_model(model), window, candidate)
 
 
 def _trial_containers(trials):

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import dag, task
-from airloop_wiring import DEFAULT_ARGS, START_DATE, VALIDATED_DATA
+from airloop_wiring import DEFAULT_ARGS, DVC_POOL, START_DATE, VALIDATED_DATA
 
 from airloop.config import load_config
 from airloop.paths import StatePaths
@@ -85,7 +85,7 @@ def ingest_data():
         print(f"Data Docs page: {outcome['docs_path']}")
         return outcome
 
-    @task(pool="airloop_dvc", outlets=[VALIDATED_DATA])
+    @task(pool=DVC_POOL, outlets=[VALIDATED_DATA])
     def version(landed_file: str, validation: dict, **context) -> dict:
         from airloop.pipelines.ingest_data import version_partition
 

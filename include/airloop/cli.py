@@ -82,6 +82,20 @@ def cmd_train(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.pipelines.rollback_champion import roll_back
+
+    _print(roll_back(config, paths))
+    return 0
+
+
+def cmd_pools(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.pools import pools_json
+
+    print(pools_json())
+    return 0
+
+
 def cmd_devices(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
     from airloop.training.devices import GpuUnavailable, cuda_available, device_name, resolve_device
 
@@ -190,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--request", required=True)
     train.add_argument("--result", required=True)
     train.set_defaults(func=cmd_train)
+    sub.add_parser(
+        "rollback", help="put previous_champion back as champion and rebuild its bento"
+    ).set_defaults(func=cmd_rollback)
+    sub.add_parser("pools", help="the Airflow pools airloop uses, for `airflow pools import`").set_defaults(
+        func=cmd_pools, needs_config=False
+    )
     sub.add_parser(
         "devices", help="the device training would use here (GPU or CPU), from training.gpu"
     ).set_defaults(func=cmd_devices)

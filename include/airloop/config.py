@@ -276,6 +276,17 @@ class GateConfig(_Frozen):
     min_improvement: float = 0.0
     # ... and the naive baseline by at least this much.
     min_baseline_margin: float = 0.0
+    # Paired bootstrap over the evaluation rows: the gain's interval must lie above zero.
+    bootstrap_resamples: int = Field(default=500, ge=0, le=20_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    # Columns whose values (e.g. each origin) may not lose more than segment_tolerance.
+    segments: tuple[str, ...] = ()
+    segment_tolerance: float = Field(default=0.02, ge=0)
+    # Values with fewer evaluation rows are too noisy to judge.
+    min_segment_rows: int = Field(default=200, ge=1)
+    # Budgets: 95th-percentile one-record prediction latency, size of the logged model.
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    max_model_mb: float | None = Field(default=None, gt=0)
 
 
 class RetrainingConfig(_Frozen):
@@ -324,6 +335,9 @@ class AirloopConfig(_Frozen):
         unknown = [c for c in self.drift.columns if c not in self.dataset.columns]
         if unknown:
             raise ValueError(f"drift.columns: {unknown} are not declared under dataset.columns")
+        unknown = [c for c in self.gate.segments if c not in self.dataset.columns]
+        if unknown:
+            raise ValueError(f"gate.segments: {unknown} are not declared under dataset.columns")
         if self.training.gpu is True and self.model.family not in GPU_FAMILIES:
             raise ValueError(
                 f"training.gpu: true needs a family that trains on a GPU ({sorted(GPU_FAMILIES)}), "

@@ -79,6 +79,11 @@ class StatePaths:
     def runs(self) -> Path:
         return self.home / "runs"
 
+    @property
+    def promotion_lock(self) -> Path:
+        """Held while registry aliases move, so promotions and rollbacks never interleave."""
+        return self.home / "locks" / "promotion.lock"
+
     # Services' own stores.
     @property
     def mlflow_db(self) -> Path:

@@ -66,12 +66,55 @@ def register_candidate(
     return RegisteredModel(name, version, run_id, tags)
 
 
-def promote_champion(client: MlflowClient, name: str, version: str) -> RegisteredModel:
-    """Move `champion` to `version`, keeping the one it replaces as `previous_champion`."""
+class ChampionChanged(RuntimeError):
+    """The champion is no longer the version the candidate was compared with."""
+
+    def __init__(self, name: str, expected: str | None, found: str | None) -> None:
+        super().__init__(
+            f"champion of {name} is v{found} now, not v{expected} as when the candidate was "
+            "evaluated: evaluate again before promoting"
+        )
+        self.expected, self.found = expected, found
+
+
+def promote_champion(
+    client: MlflowClient, name: str, version: str, evaluated_against: str | None
+) -> RegisteredModel:
+    """Move `champion` to `version`, keeping the one it replaces as `previous_champion`.
+
+    Compare-and-set: `evaluated_against` is the champion version the candidate was compared
+    with (None for the first model); if the champion is another one now, raise
+    ChampionChanged instead of overwriting a model nobody compared against. Hold the
+    promotion lock around it. `previous_champion` moves first: a crash between the two
+    moves leaves `champion` on the old, loadable version.
+    """
     previous = current_champion(client, name)
-    if previous is not None and previous.version != version:
+    found = previous.version if previous else None
+    if found == version:
+        return previous  # type: ignore[return-value]  # a retry after the move
+    if found != evaluated_against:
+        raise ChampionChanged(name, evaluated_against, found)
+    if previous is not None:
         client.set_registered_model_alias(name, PREVIOUS_CHAMPION, previous.version)
     client.set_registered_model_alias(name, CHAMPION, version)
+    return _verified(client, name, version)
+
+
+def roll_back_champion(client: MlflowClient, name: str) -> tuple[RegisteredModel, RegisteredModel]:
+    """Move `champion` back to `previous_champion`; the version rolled back from becomes
+    `previous_champion`, so a mistaken rollback is undone by another. Returns (new champion,
+    rolled back). Hold the promotion lock around it."""
+    champion = current_champion(client, name)
+    previous = _by_alias(client, name, PREVIOUS_CHAMPION)
+    if champion is None or previous is None:
+        raise RuntimeError(f"{name} has no {PREVIOUS_CHAMPION} to roll back to")
+    client.set_registered_model_alias(name, CHAMPION, previous.version)
+    client.set_registered_model_alias(name, PREVIOUS_CHAMPION, champion.version)
+    client.set_model_version_tag(name, champion.version, "airloop.rolled_back", "true")
+    return _verified(client, name, previous.version), champion
+
+
+def _verified(client: MlflowClient, name: str, version: str) -> RegisteredModel:
     promoted = current_champion(client, name)
     if promoted is None or promoted.version != version:
         raise RuntimeError(f"alias {CHAMPION!r} of {name} did not move to version {version}")

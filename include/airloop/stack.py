@@ -124,9 +124,12 @@ class EmbeddedStack:
         return done
 
     def initialise(self) -> None:
-        """Create the metadata database and the pool that serializes DVC (idempotent)."""
+        """Create the metadata database and airloop's pools (idempotent)."""
+        from airloop.pools import POOLS
+
         self.airflow("db", "migrate")
-        self.airflow("pools", "set", "airloop_dvc", "1", "DVC operations take a repository lock")
+        for name, description in POOLS.items():
+            self.airflow("pools", "set", name, "1", description)
 
     def start(self, timeout: float = 180) -> None:
         self.initialise()

@@ -12,7 +12,7 @@ from tests.conftest import HEAVY_MODULES
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name != "airloop_wiring.py")
-EXPECTED_DAGS = {"ingest_data", "continuous_training", "monitor_drift", "extract_sql"}
+EXPECTED_DAGS = {"ingest_data", "continuous_training", "monitor_drift", "extract_sql", "rollback_champion"}
 
 
 @pytest.fixture(scope="module")

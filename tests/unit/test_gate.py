@@ -2,38 +2,95 @@
 
 from __future__ import annotations
 
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
 from airloop.config import GateConfig, RetrainingConfig
+from airloop.evaluation.evidence import Evidence, SegmentScore, paired_bootstrap_gain, weighted_metric
 from airloop.evaluation.gate import compare_to_champion
 from airloop.training.policy import should_retrain
 
 AUC_GATE = GateConfig(metric="roc_auc", min_improvement=0.0, min_baseline_margin=0.02)
 
 
+def decide(gate, candidate, baseline, champion=None, version=None, **evidence):
+    metric = gate.metric
+    return compare_to_champion(gate, Evidence(metric, candidate, baseline, champion, version, **evidence))
+
+
 def test_first_model_only_has_to_beat_the_baseline() -> None:
-    decision = compare_to_champion(AUC_GATE, {"roc_auc": 0.7}, {"roc_auc": 0.5}, None)
+    decision = decide(AUC_GATE, 0.7, 0.5)
     assert decision.promote and decision.champion is None
     assert "first model" in decision.reason
+    assert [c.name for c in decision.checks] == ["baseline"]
 
 
 def test_a_model_no_better_than_the_baseline_is_refused() -> None:
-    decision = compare_to_champion(AUC_GATE, {"roc_auc": 0.51}, {"roc_auc": 0.5}, None)
+    decision = decide(AUC_GATE, 0.51, 0.5)
     assert not decision.promote
     assert "naive baseline" in decision.reason and "0.5100" in decision.reason
 
 
 def test_candidate_must_beat_the_champion() -> None:
-    worse = compare_to_champion(AUC_GATE, {"roc_auc": 0.80}, {"roc_auc": 0.5}, {"roc_auc": 0.82}, "3")
-    tie = compare_to_champion(AUC_GATE, {"roc_auc": 0.82}, {"roc_auc": 0.5}, {"roc_auc": 0.82}, "3")
-    better = compare_to_champion(AUC_GATE, {"roc_auc": 0.85}, {"roc_auc": 0.5}, {"roc_auc": 0.82}, "3")
+    worse = decide(AUC_GATE, 0.80, 0.5, 0.82, "3")
+    tie = decide(AUC_GATE, 0.82, 0.5, 0.82, "3")
+    better = decide(AUC_GATE, 0.85, 0.5, 0.82, "3")
     assert (worse.promote, tie.promote, better.promote) == (False, False, True)
     assert "champion v3" in worse.reason
 
 
 def test_margin_and_direction_for_lower_is_better_metrics() -> None:
     gate = GateConfig(metric="log_loss", min_improvement=0.01, min_baseline_margin=0.0)
-    small = compare_to_champion(gate, {"log_loss": 0.395}, {"log_loss": 0.6}, {"log_loss": 0.40}, "1")
-    enough = compare_to_champion(gate, {"log_loss": 0.38}, {"log_loss": 0.6}, {"log_loss": 0.40}, "1")
-    assert not small.promote and enough.promote
+    assert not decide(gate, 0.395, 0.6, 0.40, "1").promote
+    assert decide(gate, 0.38, 0.6, 0.40, "1").promote
+
+
+def test_an_improvement_whose_interval_includes_zero_is_refused() -> None:
+    unsure = decide(AUC_GATE, 0.85, 0.5, 0.82, "3", gain_interval=(-0.004, 0.05))
+    sure = decide(AUC_GATE, 0.85, 0.5, 0.82, "3", gain_interval=(0.01, 0.05))
+    assert not unsure.promote and "interval of the gain [-0.0040, +0.0500] includes zero" in unsure.reason
+    assert sure.promote and "[+0.0100, +0.0500]" in sure.reason
+
+
+def test_a_segment_that_regresses_beyond_the_tolerance_blocks_promotion() -> None:
+    gate = GateConfig(metric="roc_auc", segments=("origin",), segment_tolerance=0.02)
+    segments = [
+        SegmentScore("origin", "EWR", 900, candidate=0.86, champion=0.84),
+        SegmentScore("origin", "JFK", 800, candidate=0.79, champion=0.83),
+    ]
+    decision = decide(gate, 0.85, 0.5, 0.82, "3", segments=segments)
+    assert not decision.promote
+    assert "origin=JFK 0.8300 -> 0.7900 (800 rows)" in decision.reason and "EWR" not in decision.reason
+    slight = [SegmentScore("origin", "JFK", 800, candidate=0.82, champion=0.83)]
+    assert decide(gate, 0.85, 0.5, 0.82, "3", segments=slight).promote
+
+
+def test_latency_and_size_budgets_apply_to_every_model() -> None:
+    gate = GateConfig(metric="roc_auc", max_latency_ms=5, max_model_mb=10)
+    slow = decide(gate, 0.7, 0.5, latency_p95_ms=7.5, model_mb=3)
+    big = decide(gate, 0.7, 0.5, latency_p95_ms=1.0, model_mb=12.5)
+    assert not slow.promote and "p95 one-record latency 7.50 ms over the 5.0 ms budget" in slow.reason
+    assert not big.promote and "model 12.50 MB over the 10.0 MB budget" in big.reason
+    assert decide(gate, 0.7, 0.5, latency_p95_ms=1.0, model_mb=3).promote
+
+
+def test_paired_bootstrap_separates_a_better_model_from_an_equal_one() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    champion = y * 0.6 + rng.normal(0, 0.5, 4000)
+    better = y * 0.9 + rng.normal(0, 0.5, 4000)
+    low, high = paired_bootstrap_gain("roc_auc", y, better, champion, 300, 0.95, seed=1)
+    assert 0 < low < high
+    same_low, same_high = paired_bootstrap_gain("roc_auc", y, champion, champion.copy(), 300, 0.95, seed=1)
+    assert same_low == same_high == 0.0
+    # The bootstrap's fast AUC is the sample-weighted AUC.
+    weights = rng.integers(0, 3, 4000).astype(float)
+    fast = weighted_metric("roc_auc", y, better)(weights)
+    assert abs(fast - roc_auc_score(y, better, sample_weight=weights)) < 1e-12
+    log_low, _ = paired_bootstrap_gain(
+        "log_loss", y, 1 / (1 + np.exp(-better)), 1 / (1 + np.exp(-champion)), 100, 0.9, 2
+    )
+    assert log_low > 0
 
 
 def test_retraining_policy() -> None:

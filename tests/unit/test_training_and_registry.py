@@ -80,9 +80,9 @@ def test_registration_is_idempotent_and_promotion_keeps_the_previous_champion(
     assert client.get_model_version(name, v1.version).tags["airloop.airflow_run_id"] == "run-1"
 
     assert current_champion(client, name) is None
-    promote_champion(client, name, v1.version)
+    promote_champion(client, name, v1.version, evaluated_against=None)
     v2 = register_candidate(client, name, second.run_id, second.model_uri, tags)
-    promote_champion(client, name, v2.version)
+    promote_champion(client, name, v2.version, evaluated_against=v1.version)
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v2.version
     assert str(client.get_model_version_by_alias(name, PREVIOUS_CHAMPION).version) == v1.version
     assert len(client.search_model_versions(f"name = '{name}'")) == 2

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pandas as pd
 
 from airloop.config import AirloopConfig
+from airloop.data.frames import feature_frame, labelled_rows, labels
+from airloop.evaluation.evidence import Evidence, latency_p95_ms, paired_bootstrap_gain, segment_scores
 from airloop.evaluation.gate import Decision, compare_to_champion
-from airloop.evaluation.metrics import baseline_metrics, evaluate_model
+from airloop.evaluation.metrics import baseline_metrics, model_scores, score_all
 from airloop.evaluation.records import write_record
 from airloop.paths import StatePaths
 from airloop.registry import current_champion
@@ -23,32 +28,60 @@ def evaluate_candidate(
     run_key: str,
     triggers: list[str],
 ) -> dict:
-    """Score champion and baseline on the window's evaluation set, decide, keep the decision record.
+    """Measure the evidence, let the gate decide, keep the decision record.
 
-    Returns the record (also written to reports/decisions/<run_key>.json): what was
-    compared, every metric, the verdict and its reason.
+    Returns the record, also written to reports/decisions/<run_key>.json and .md and logged
+    to the candidate's MLflow run under decision/: what was compared, every metric, the
+    bootstrap interval, segment scores, budgets, each check, the verdict and its reason.
     """
     import mlflow
 
     mlflow.set_tracking_uri(paths.tracking_uri())
     evaluation = pd.read_parquet(window.eval_path)
+    rows = labelled_rows(evaluation, config)
+    features, y_true = feature_frame(rows, config), labels(rows, config).to_numpy()
     train = pd.read_parquet(window.train_path, columns=[config.dataset.target.column])
-    # The trainer scored the candidate on this same evaluation set with evaluate_model.
-    candidate_metrics = candidate.metrics
     baseline = baseline_metrics(train, evaluation, config)
 
+    model_dir = Path(mlflow.artifacts.download_artifacts(candidate.model_uri))
+    model = mlflow.sklearn.load_model(str(model_dir))
+    scores = model_scores(model, features, config)
+    candidate_metrics = score_all(y_true, scores, config)
+    gate, metric = config.gate, config.gate.metric
+    evidence = Evidence(
+        metric,
+        candidate_metrics[metric],
+        baseline[metric],
+        latency_p95_ms=latency_p95_ms(model, features) if gate.max_latency_ms is not None else None,
+        model_mb=_megabytes(model_dir),
+    )
     champion = current_champion(tracking_client(paths), config.model.registered_name)
     champion_metrics = None
     if champion is not None:
-        champion_metrics = evaluate_model(mlflow.sklearn.load_model(champion.uri), evaluation, config)
+        champion_scores = model_scores(mlflow.sklearn.load_model(champion.uri), features, config)
+        champion_metrics = score_all(y_true, champion_scores, config)
+        interval = None
+        if gate.bootstrap_resamples:
+            interval = paired_bootstrap_gain(
+                metric,
+                y_true,
+                scores,
+                champion_scores,
+                gate.bootstrap_resamples,
+                gate.confidence,
+                config.model.seed,
+            )
+        evidence = replace(
+            evidence,
+            champion=champion_metrics[metric],
+            champion_version=champion.version,
+            gain_interval=interval,
+            segments=segment_scores(
+                metric, rows, y_true, scores, champion_scores, gate.segments, gate.min_segment_rows
+            ),
+        )
 
-    decision: Decision = compare_to_champion(
-        config.gate,
-        candidate_metrics,
-        baseline,
-        champion_metrics,
-        champion.version if champion else None,
-    )
+    decision: Decision = compare_to_champion(config.gate, evidence)
     record = {
         "run_key": run_key,
         "triggers": sorted(triggers),
@@ -59,7 +92,16 @@ def evaluate_candidate(
         "candidate_run_id": candidate.run_id,
         "candidate_model_uri": candidate.model_uri,
         "metrics": {"candidate": candidate_metrics, "champion": champion_metrics, "baseline": baseline},
+        "evidence": evidence.to_dict(),
         "decision": decision.to_dict(),
     }
-    write_record(paths.decision_record(run_key), record)
+    path = paths.decision_record(run_key)
+    write_record(path, record)
+    client = tracking_client(paths)
+    for written in (path, path.with_suffix(".md")):
+        client.log_artifact(candidate.run_id, str(written), "decision")
     return record
+
+
+def _megabytes(directory: Path) -> float:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 1024**2

@@ -22,22 +22,26 @@ HIGHER_IS_BETTER = {
 }
 
 
-def metric_value(metric: str, y_true: np.ndarray, scores: np.ndarray) -> float:
+def metric_value(
+    metric: str, y_true: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None
+) -> float:
     """One metric from true labels and model scores (probabilities or predicted values)."""
+    w = sample_weight
     if metric == "roc_auc":
-        return float(skm.roc_auc_score(y_true, scores))
+        return float(skm.roc_auc_score(y_true, scores, sample_weight=w))
     if metric == "average_precision":
-        return float(skm.average_precision_score(y_true, scores))
+        return float(skm.average_precision_score(y_true, scores, sample_weight=w))
     if metric == "accuracy":
-        return float(skm.accuracy_score(y_true, scores >= 0.5))
+        return float(skm.accuracy_score(y_true, scores >= 0.5, sample_weight=w))
     if metric == "log_loss":
-        return float(skm.log_loss(y_true, np.clip(scores, 1e-15, 1 - 1e-15), labels=[0, 1]))
+        clipped = np.clip(scores, 1e-15, 1 - 1e-15)
+        return float(skm.log_loss(y_true, clipped, labels=[0, 1], sample_weight=w))
     if metric == "rmse":
-        return float(np.sqrt(skm.mean_squared_error(y_true, scores)))
+        return float(np.sqrt(skm.mean_squared_error(y_true, scores, sample_weight=w)))
     if metric == "mae":
-        return float(skm.mean_absolute_error(y_true, scores))
+        return float(skm.mean_absolute_error(y_true, scores, sample_weight=w))
     if metric == "r2":
-        return float(skm.r2_score(y_true, scores))
+        return float(skm.r2_score(y_true, scores, sample_weight=w))
     raise ValueError(f"unknown metric {metric!r}")
 
 

@@ -1,4 +1,8 @@
-"""Decision records: JSON files that say what a run compared, decided and why."""
+"""Decision records: what a continuous-training run compared, decided and why.
+
+Each record is a JSON file (for tools) and, once the gate has decided, a Markdown file
+beside it (for people): the numbers, the bootstrap interval, every check and the verdict.
+"""
 
 from __future__ import annotations
 
@@ -8,3 +12,48 @@ from pathlib import Path
 
 def write_record(path: Path, record: dict) -> None:
     path.write_text(json.dumps(record, indent=2, default=str))
+    if "decision" in record:
+        path.with_suffix(".md").write_text(decision_markdown(record))
+
+
+def decision_markdown(record: dict) -> str:
+    decision, evidence = record["decision"], record.get("evidence", {})
+    metric = decision["metric"]
+    verdict = "PROMOTE" if decision["promote"] else "KEEP THE CHAMPION"
+    lines = [
+        f"# Promotion decision: {verdict}",
+        "",
+        f"- Run: `{record['run_key']}` (triggers: {', '.join(record.get('triggers', [])) or '-'})",
+        f"- Evaluation set: partition `{record['eval_partition']}`, DVC hash `{record['eval_hash']}`",
+        f"- Training data: {', '.join(record['train_partitions'])}, DVC hash `{record['train_hash']}`",
+        f"- Candidate: MLflow run `{record['candidate_run_id']}`",
+        f"- Reason: {decision['reason']}",
+        "",
+        f"| model | {metric} |",
+        "|---|---:|",
+        f"| candidate | {decision['candidate']:.4f} |",
+        f"| champion{' v' + str(decision['champion_version']) if decision['champion_version'] else ''} "
+        f"| {_number(decision['champion'])} |",
+        f"| naive baseline | {decision['baseline']:.4f} |",
+    ]
+    interval = evidence.get("gain_interval")
+    if interval:
+        lines += ["", f"Paired bootstrap interval of the gain: [{interval[0]:+.4f}, {interval[1]:+.4f}]"]
+    lines += ["", "| check | passed | detail |", "|---|---|---|"]
+    lines += [
+        f"| {c['name']} | {'yes' if c['passed'] else 'no'} | {c['detail']} |" for c in decision["checks"]
+    ]
+    if evidence.get("segments"):
+        lines += ["", f"| segment | rows | champion {metric} | candidate {metric} |", "|---|---:|---:|---:|"]
+        lines += [
+            f"| {s['column']}={s['value']} | {s['rows']} | {s['champion']:.4f} | {s['candidate']:.4f} |"
+            for s in evidence["segments"]
+        ]
+    if record.get("promoted"):
+        promoted = record["promoted"]
+        lines += ["", f"Promoted: version {promoted['version']}, bento `{promoted['bento']}`."]
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

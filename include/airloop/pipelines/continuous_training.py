@@ -14,8 +14,9 @@ from pathlib import Path
 from airloop.config import GPU_FAMILIES, AirloopConfig
 from airloop.data.ingest import validated_partitions
 from airloop.evaluation.records import write_record
+from airloop.locks import exclusive
 from airloop.paths import StatePaths, safe_key
-from airloop.registry import current_champion, promote_champion, register_candidate
+from airloop.registry import ChampionChanged, current_champion, promote_champion, register_candidate
 from airloop.tracking import config_hash, tracking_client
 from airloop.training.dataset import TrainingWindow, assemble_training_set, require_columns
 from airloop.training.devices import resolve_device
@@ -127,16 +128,22 @@ def evaluate(
 
 
 def register(config: AirloopConfig, paths: StatePaths, record: dict, window: dict, run_key: str) -> dict:
-    """Register the winning candidate (alias challenger), tagged with its lineage."""
-    tags = _lineage_tags(config, TrainingWindow(**window), run_key)
+    """Register the winning candidate (alias challenger), tagged with its lineage; write its card."""
+    from airloop.model_card import write_model_card
+
+    client = tracking_client(paths)
+    trained = client.get_run(record["candidate_run_id"]).data.tags
+    tags = {
+        **_lineage_tags(config, TrainingWindow(**window), run_key),
+        "airloop.git_commit": trained.get("airloop.git_commit", "unknown"),
+    }
     model = register_candidate(
-        tracking_client(paths),
-        config.model.registered_name,
-        record["candidate_run_id"],
-        record["candidate_model_uri"],
-        tags,
+        client, config.model.registered_name, record["candidate_run_id"], record["candidate_model_uri"], tags
     )
-    return {"name": model.name, "version": model.version, "uri": model.uri}
+    card = write_model_card(
+        config, paths, model.version, json.loads(paths.decision_record(run_key).read_text())
+    )
+    return {"name": model.name, "version": model.version, "uri": model.uri, "card": str(card)}
 
 
 def package(config: AirloopConfig, paths: StatePaths, model: dict) -> dict:
@@ -147,14 +154,35 @@ def package(config: AirloopConfig, paths: StatePaths, model: dict) -> dict:
     return {**model, "bento": tag}
 
 
-def promote(config: AirloopConfig, paths: StatePaths, packaged: dict, run_key: str) -> dict:
-    """Move `champion` to the packaged version and note the outcome in the decision record."""
-    champion = promote_champion(tracking_client(paths), config.model.registered_name, packaged["version"])
-    path = paths.decision_record(run_key)
-    record = json.loads(path.read_text())
-    record["promoted"] = {"version": champion.version, "bento": packaged["bento"]}
-    write_record(path, record)
-    return {"version": champion.version, "bento": packaged["bento"]}
+def promote(
+    config: AirloopConfig, paths: StatePaths, packaged: dict, window: dict, candidate: dict, run_key: str
+) -> dict:
+    """Move `champion` to the packaged version, one promotion at a time.
+
+    If another run promoted since this candidate was evaluated, the candidate is evaluated
+    again against the new champion and promoted only if it still passes the gate. Returns
+    {"promoted": bool, ...}; the decision record says what happened either way.
+    """
+    client, name, path = tracking_client(paths), config.model.registered_name, paths.decision_record(run_key)
+    with exclusive(paths.promotion_lock):
+        record = json.loads(path.read_text())
+        try:
+            champion = promote_champion(
+                client, name, packaged["version"], record["decision"]["champion_version"]
+            )
+        except ChampionChanged as changed:
+            print(changed)
+            record = evaluate(config, paths, window, candidate, run_key, record["triggers"])
+            record["reevaluated"] = str(changed)
+            if not record["decision"]["promote"]:
+                write_record(path, record)
+                return {"promoted": False, "reason": record["decision"]["reason"]}
+            champion = promote_champion(
+                client, name, packaged["version"], record["decision"]["champion_version"]
+            )
+        record["promoted"] = {"version": champion.version, "bento": packaged["bento"]}
+        write_record(path, record)
+    return {"promoted": True, "version": champion.version, "bento": packaged["bento"]}
 
 
 def run_continuous_training(
@@ -172,7 +200,8 @@ def run_continuous_training(
     record = evaluate(config, paths, window, candidate, run_key, triggers)
     if record["decision"]["promote"]:
         model = register(config, paths, record, window, run_key)
-        record["promoted"] = promote(config, paths, package(config, paths, model), run_key)
+        promote(config, paths, package(config, paths, model), window, candidate, run_key)
+        return dict(json.loads(paths.decision_record(run_key).read_text()))
     return record
 
 
