@@ -104,10 +104,10 @@ def continuous_training():
         return register(CONFIG, PATHS, decision, window, context["run_id"])
 
     @task
-    def package_model(model: dict) -> dict:
+    def package_model(model: dict, window: dict) -> dict:
         from airloop.pipelines.continuous_training import package
 
-        return package(CONFIG, PATHS, model)
+        return package(CONFIG, PATHS, model, window)
 
     @task(outlets=[CHAMPION_MODEL], pool=PROMOTION_POOL)
     def promote_champion(packaged: dict, window: dict, candidate: dict, **context) -> dict:
@@ -135,7 +135,7 @@ def continuous_training():
     gate = passes_gate(decision)
     model = register_model(decision, window)
     gate >> model
-    promote_champion(package_model(model), window, candidate)
+    promote_champion(package_model(model, window), window, candidate)
 
 
 def _trial_containers(trials):

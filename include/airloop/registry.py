@@ -6,13 +6,47 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous_champion"
+# Set on every version airloop registers: the SHA-256 of its model files. Packaging checks
+# the files it downloads against it, and refuses versions without it.
+DIGEST_TAG = "airloop.model_sha256"
+
+
+# MLflow rewrites this file, even in the artifact store itself, whenever a models:/ URI is
+# downloaded from a local store: it records who asked, not what the model is.
+_NOT_THE_MODEL = {"registered_model_meta"}
+
+
+def artifact_digest(directory: Path) -> str:
+    """SHA-256 over a model directory's files: their relative paths and their bytes, in path
+    order (MLflow's download bookkeeping left out)."""
+    digest = hashlib.sha256()
+    files = (p for p in directory.rglob("*") if p.is_file() and p.name not in _NOT_THE_MODEL)
+    for path in sorted(files):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def version_digest(client: MlflowClient, tracking_uri: str, name: str, version: str) -> str:
+    """The digest of a registered version's model files, as downloaded from the registry."""
+    from mlflow.artifacts import download_artifacts
+
+    location = client.get_model_version_download_uri(name, version)
+    with tempfile.TemporaryDirectory() as scratch:
+        local = download_artifacts(artifact_uri=location, dst_path=scratch, tracking_uri=tracking_uri)
+        return artifact_digest(Path(local))
 
 
 @dataclass(frozen=True)
@@ -42,9 +76,10 @@ def current_champion(client: MlflowClient, name: str) -> RegisteredModel | None:
 
 
 def register_candidate(
-    client: MlflowClient, name: str, run_id: str, model_uri: str, tags: dict[str, str]
+    client: MlflowClient, name: str, run_id: str, model_uri: str, tags: dict[str, str], tracking_uri: str
 ) -> RegisteredModel:
-    """Register the run's model as a new version tagged with its lineage, alias `challenger`.
+    """Register the run's model as a new version tagged with its lineage and the digest of its
+    files, alias `challenger`.
 
     Idempotent: a retry for the same MLflow run returns the version already registered.
     """
@@ -60,6 +95,7 @@ def register_candidate(
         version = str(existing[0].version)
     else:
         version = str(mlflow.register_model(model_uri, name, tags=tags).version)
+    tags = {**tags, DIGEST_TAG: version_digest(client, tracking_uri, name, version)}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, CHALLENGER, version)

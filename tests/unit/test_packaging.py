@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -36,13 +32,15 @@ from airloop.packaging.bento import (
     use_bentoml_home,
     version_label,
 )
+from airloop.packaging.serving import post_json, served_bento
+from airloop.packaging.skew import TrainingServingSkew, check_skew
 from airloop.paths import StatePaths
+from airloop.registry import DIGEST_TAG, register_candidate
 
 # infer_signature's advice about integer columns: this test's frames have no missing ints.
 pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
 
 ROWS = 3000
-SERVE_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,8 @@ def _experiment(artifacts: Path) -> str:
 
 
 def _register(config: AirloopConfig, pipeline: Any, x: pd.DataFrame, experiment: str) -> str:
-    """Log a fitted pipeline as the training stage does and register it; returns its version."""
+    """Log a fitted pipeline as the training stage does and register it as airloop does;
+    returns its version."""
     import mlflow
     import skops.io
     from mlflow.models import infer_signature
@@ -101,17 +100,20 @@ def _register(config: AirloopConfig, pipeline: Any, x: pd.DataFrame, experiment:
     # MLflow 3 saves sklearn models with skops, which loads only the types it is told to
     # trust; this test made the object itself, so it trusts whatever the pipeline holds.
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-    with mlflow.start_run(experiment_id=experiment):
+    with mlflow.start_run(experiment_id=experiment) as run:
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
             pip_requirements=["scikit-learn", "xgboost", "pandas"],
             signature=infer_signature(x),
             input_example=x.head(3),
-            registered_model_name=config.model.registered_name,
             skops_trusted_types=trusted,
         )
-    return str(info.registered_model_version)
+    uri = mlflow.get_tracking_uri()
+    client = mlflow.MlflowClient(uri, uri)
+    return register_candidate(
+        client, config.model.registered_name, run.info.run_id, info.model_uri, {}, uri
+    ).version
 
 
 @pytest.fixture(scope="module")
@@ -237,76 +239,17 @@ def test_build_takes_an_alias_and_refuses_another_version(registered: Registered
         build_bento(reg.config, "runs:/abc/model", version, reg.paths)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _post(url: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + SERVE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"bentoml serve exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"bentoml serve not ready after {SERVE_TIMEOUT_S} s")
-
-
 @pytest.fixture(scope="module")
 def served(registered: Registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """A built bento served by `bentoml serve` in its own process group; yields (url, version)."""
+    """A built bento served by `bentoml serve` on loopback; yields (url, version)."""
     reg, version = registered, registered.versions[0]
-    tmp_path = tmp_path_factory.mktemp("serve")
     # Serve the older version while a newer model sits in the store: the bento must load
     # its own model, not whatever is latest.
     tags = [build_bento(reg.config, _model_uri(reg, v), v, reg.paths) for v in reg.versions]
-    tag = tags[0]
-    port = _free_port()
-    bentoml_cli = Path(sys.executable).with_name("bentoml")
-    env = {**os.environ, "BENTOML_HOME": str(reg.paths.bentoml_home)}
-    log = (tmp_path / "serve.log").open("wb")
     started = time.perf_counter()
-    server = subprocess.Popen(
-        [str(bentoml_cli), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the workers die with it
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            _wait_ready(base, server)
-        except AssertionError:
-            log.flush()
-            print((tmp_path / "serve.log").read_text()[-4000:])
-            raise
+    with served_bento(tags[0], reg.paths, tmp_path_factory.mktemp("serve") / "serve.log") as base:
         print(f"bentoml serve ready in {time.perf_counter() - started:.2f} s")
         yield base, version
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-        log.close()
 
 
 def test_served_bento_predicts_what_the_mlflow_model_predicts(
@@ -319,7 +262,7 @@ def test_served_bento_predicts_what_the_mlflow_model_predicts(
     frame = reg.eval_frame.head(20)
     records = json.loads(frame.to_json(orient="records"))
 
-    answers = _post(f"{base}/predict", {"records": records})
+    answers = post_json(f"{base}/predict", {"records": records})
 
     def mlflow_scores(version: str) -> np.ndarray:
         with _tracking(reg.paths.tracking_uri()):
@@ -335,7 +278,7 @@ def test_served_bento_predicts_what_the_mlflow_model_predicts(
     assert {(a["model_name"], a["model_version"]) for a in answers} == {
         (reg.config.model.registered_name, version)
     }
-    assert _post(f"{base}/predict", {"records": []}) == []
+    assert post_json(f"{base}/predict", {"records": []}) == []
 
 
 def test_served_bento_rejects_records_missing_a_feature(
@@ -345,7 +288,7 @@ def test_served_bento_rejects_records_missing_a_feature(
     record = json.loads(registered.eval_frame.head(1).to_json(orient="records"))[0]
     del record[registered.config.dataset.features[0]]
     with pytest.raises(urllib.error.HTTPError) as error:
-        _post(f"{base}/predict", {"records": [record]})
+        post_json(f"{base}/predict", {"records": [record]})
     assert 400 <= error.value.code < 500
 
 
@@ -420,3 +363,72 @@ def test_regression_bento_answers_values(registered: Registered) -> None:
     assert {(a.score, a.model_name, a.model_version) for a in answers} == {
         (None, "flights-arr-delay", version)
     }
+
+
+def test_skew_check_passes_for_its_own_model_and_catches_another(registered: Registered) -> None:
+    reg = registered
+    first, second = reg.versions
+    tag = build_bento(reg.config, _model_uri(reg, first), first, reg.paths)
+    rows = reg.train.tail(100)
+    summary = check_skew(reg.config, reg.paths, tag, _model_uri(reg, first), rows, rows=50)
+    assert summary["rows"] == 50 and summary["max_abs_difference"] <= 1e-9
+    with pytest.raises(TrainingServingSkew, match=f"bento {tag} and .*/{second} disagree on 50"):
+        check_skew(reg.config, reg.paths, tag, _model_uri(reg, second), rows, rows=50)
+
+
+def _post_raw(url: str, data: bytes) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_bad_requests_get_a_4xx_naming_what_is_wrong_and_the_server_stays_up(
+    registered: Registered, served: tuple[str, str]
+) -> None:
+    base, _ = served
+    good = json.loads(registered.eval_frame.head(1).to_json(orient="records"))[0]
+
+    def records(**changes: Any) -> bytes:
+        return json.dumps({"records": [{**good, **changes}]}).encode()  # NaN, Infinity as JS literals
+
+    missing = {k: v for k, v in good.items() if k != "distance"}
+    cases = {
+        "malformed JSON": (b'{"records": [{"carrier": ', "json"),
+        "a missing field": (json.dumps({"records": [missing]}).encode(), "distance"),
+        "a wrong type": (records(distance="far"), "distance"),
+        "NaN": (records(dep_delay=float("nan")), "dep_delay"),
+        "infinity": (records(distance=float("inf")), "distance"),
+        "an unknown category": (records(carrier="ZZ"), "carrier"),
+        "an unknown field": (records(colour="red"), "colour"),
+        "a batch over the limit": (json.dumps({"records": [good] * 1001}).encode(), "records"),
+    }
+    for case, (body, named) in cases.items():
+        status, answer = _post_raw(f"{base}/predict", body)
+        assert 400 <= status < 500, f"{case}: {status} {answer[:300]}"
+        assert named in answer.lower() or named in answer, f"{case}: {answer[:300]}"
+    status, answer = _post_raw(f"{base}/predict_one", json.dumps({"record": good}).encode())
+    assert status == 200 and json.loads(answer)["model_version"] == registered.versions[0]
+    assert post_json(f"{base}/predict", {"records": [good]})[0]["model_name"]
+
+
+def test_build_refuses_versions_airloop_did_not_register_or_whose_files_changed(
+    registered: Registered,
+) -> None:
+    import mlflow
+
+    reg, name = registered, registered.config.model.registered_name
+    with _tracking(reg.paths.tracking_uri()):
+        client = mlflow.MlflowClient(reg.paths.tracking_uri(), reg.paths.tracking_uri())
+        source = client.get_model_version(name, reg.versions[0]).source
+        outsider = str(mlflow.register_model(source, name).version)  # by hand, not by airloop
+    try:
+        with pytest.raises(ValueError, match=f"version {outsider} of {name} was not registered by airloop"):
+            build_bento(reg.config, _model_uri(reg, outsider), outsider, reg.paths)
+        client.set_model_version_tag(name, outsider, DIGEST_TAG, "0" * 64)
+        with pytest.raises(ValueError, match="changed after registration; refusing to package them"):
+            build_bento(reg.config, _model_uri(reg, outsider), outsider, reg.paths)
+    finally:
+        client.delete_model_version(name, outsider)

@@ -46,7 +46,7 @@ def gated(config, paths, window, candidate: dict, run_key: str) -> dict:
     record = evaluate(config, paths, window.summary(), candidate, run_key, ["manual"])
     assert record["decision"]["promote"], record["decision"]["reason"]
     model = register(config, paths, record, window.summary(), run_key)
-    return {**model, "bento": f"test-bento:v{model['version']}"}
+    return {**model, "bento": f"test-bento:v{model['version']}", "skew": {"checked": "by test_packaging"}}
 
 
 @pytest.fixture
@@ -62,7 +62,9 @@ def test_promotion_refuses_to_overwrite_a_champion_it_was_not_compared_with(
 ) -> None:
     client, name = tracking_client(paths), config.model.registered_name
     medium = trained(config, paths, training_window, **MEDIUM)
-    version = register_candidate(client, name, medium["run_id"], medium["model_uri"], {}).version
+    version = register_candidate(
+        client, name, medium["run_id"], medium["model_uri"], {}, paths.tracking_uri()
+    ).version
     with pytest.raises(ChampionChanged, match=f"champion of {name} is v{champion_v1} now, not vNone"):
         promote_champion(client, name, version, evaluated_against=None)
     assert current_champion(client, name).version == champion_v1
@@ -129,7 +131,9 @@ def test_a_crash_between_the_alias_moves_leaves_a_loadable_champion(
 ) -> None:
     client, name = tracking_client(paths), config.model.registered_name
     strong = trained(config, paths, training_window, **STRONG)
-    version = register_candidate(client, name, strong["run_id"], strong["model_uri"], {}).version
+    version = register_candidate(
+        client, name, strong["run_id"], strong["model_uri"], {}, paths.tracking_uri()
+    ).version
     real = client.set_registered_model_alias
 
     def crash_on_champion(model, alias, ver):

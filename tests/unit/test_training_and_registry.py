@@ -74,14 +74,17 @@ def test_registration_is_idempotent_and_promotion_keeps_the_previous_champion(
     first, second = (train_candidate(request, paths) for _ in range(2))
     tags = {"airloop.data_hash": training_window.train_hash, "airloop.airflow_run_id": "run-1"}
 
-    v1 = register_candidate(client, name, first.run_id, first.model_uri, tags)
-    assert register_candidate(client, name, first.run_id, first.model_uri, tags).version == v1.version
+    v1 = register_candidate(client, name, first.run_id, first.model_uri, tags, paths.tracking_uri())
+    assert (
+        register_candidate(client, name, first.run_id, first.model_uri, tags, paths.tracking_uri()).version
+        == v1.version
+    )
     assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v1.version
     assert client.get_model_version(name, v1.version).tags["airloop.airflow_run_id"] == "run-1"
 
     assert current_champion(client, name) is None
     promote_champion(client, name, v1.version, evaluated_against=None)
-    v2 = register_candidate(client, name, second.run_id, second.model_uri, tags)
+    v2 = register_candidate(client, name, second.run_id, second.model_uri, tags, paths.tracking_uri())
     promote_champion(client, name, v2.version, evaluated_against=v1.version)
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v2.version
     assert str(client.get_model_version_by_alias(name, PREVIOUS_CHAMPION).version) == v1.version

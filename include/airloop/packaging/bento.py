@@ -28,6 +28,7 @@ from typing import Any
 
 from airloop.config import AirloopConfig
 from airloop.paths import StatePaths
+from airloop.registry import DIGEST_TAG, artifact_digest
 from airloop.tracking import tracking_client
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,14 @@ def build_bento(config: AirloopConfig, model_uri: str, registry_version: str, pa
     client = tracking_client(paths)
     name = config.model.registered_name
     _check_model_uri(client, model_uri, name, version)
-    source = str(client.get_model_version(name, version).source)
+    registered = client.get_model_version(name, version)
+    source = str(registered.source)
+    expected_digest = registered.tags.get(DIGEST_TAG)
+    if expected_digest is None:
+        raise ValueError(
+            f"version {version} of {name} was not registered by airloop (no {DIGEST_TAG} tag): "
+            "only models this pipeline trained, gated and registered are packaged"
+        )
 
     try:
         bentoml.bentos.get(bento)
@@ -138,7 +146,7 @@ def build_bento(config: AirloopConfig, model_uri: str, registry_version: str, pa
         # Downloaded from where the registry keeps this version: MLflow resolves a models:/
         # URI through the process-wide registry URI, whatever registry it is handed.
         location = client.get_model_version_download_uri(name, version)
-        stored = _import_model(model, location, paths.tracking_uri(), model_uri, source)
+        stored = _import_model(model, location, paths.tracking_uri(), model_uri, source, expected_digest)
         log.info("imported %s (%s) as BentoML model %s", model_uri, source, model)
     else:
         _check_source(stored, source, model)
@@ -160,7 +168,7 @@ def build_bento(config: AirloopConfig, model_uri: str, registry_version: str, pa
             # seconds); MLflow already pinned what the model needs.
             "lock_packages": False,
         },
-        args=_service_args(config, model, version),
+        args=_service_args(config, model, version, Path(stored.path_of(MODEL_FOLDER))),
     )
     log.info("built bento %s", built.tag)
     return str(built.tag)
@@ -178,8 +186,11 @@ def _check_model_uri(client: Any, model_uri: str, name: str, version: str) -> No
         raise ValueError(f"{model_uri} is version {uri_version} of {uri_name}, not {version} of {name}")
 
 
-def _import_model(tag: str, location: str, tracking_uri: str, model_uri: str, source: str) -> Any:
-    """Copy the MLflow sklearn model at `location` into a new BentoML model.
+def _import_model(
+    tag: str, location: str, tracking_uri: str, model_uri: str, source: str, expected_digest: str
+) -> Any:
+    """Copy the MLflow sklearn model at `location` into a new BentoML model, after checking
+    its files against the digest taken at registration.
 
     The BentoML model is saved only if this succeeds.
     """
@@ -194,6 +205,12 @@ def _import_model(tag: str, location: str, tracking_uri: str, model_uri: str, so
         local = download_artifacts(artifact_uri=location, dst_path=str(scratch), tracking_uri=tracking_uri)
         shutil.move(local, target)
         shutil.rmtree(scratch, ignore_errors=True)
+        found = artifact_digest(target)
+        if found != expected_digest:
+            raise ValueError(
+                f"{model_uri}: the downloaded model files have SHA-256 {found}, not {expected_digest} "
+                "as registered: they changed after registration; refusing to package them"
+            )
         if not (target / "MLmodel").is_file():
             raise ValueError(f"{model_uri} is not an MLflow model (no MLmodel file)")
         if "sklearn" not in Model.load(str(target)).flavors:
@@ -201,7 +218,7 @@ def _import_model(tag: str, location: str, tracking_uri: str, model_uri: str, so
     return stored
 
 
-def _service_args(config: AirloopConfig, model: str, version: str) -> dict[str, Any]:
+def _service_args(config: AirloopConfig, model: str, version: str, mlflow_model: Path) -> dict[str, Any]:
     """The template arguments service.py reads (see its docstring)."""
     columns = config.dataset.columns
     return {
@@ -211,7 +228,33 @@ def _service_args(config: AirloopConfig, model: str, version: str) -> dict[str, 
         "task": config.task,
         "features": {name: columns[name].type for name in config.dataset.features},
         "nullable": [name for name in config.dataset.features if columns[name].nullable],
+        "categories": _known_categories(config, mlflow_model),
     }
+
+
+def _known_categories(config: AirloopConfig, mlflow_model: Path) -> dict[str, list[str]]:
+    """Per string feature: the values the config allows, else those the model was trained on."""
+    import mlflow.sklearn
+
+    from airloop.data.frames import MISSING_CATEGORY
+
+    trained: dict[str, list[str]] = {}
+    pipeline = mlflow.sklearn.load_model(str(mlflow_model))
+    encoder = getattr(pipeline, "named_steps", {}).get("prep")
+    fitted = getattr(encoder, "named_transformers_", {}).get("categorical")
+    if fitted is not None and hasattr(fitted, "categories_"):
+        names = config.dataset.categorical_features()
+        trained = {n: [str(v) for v in values] for n, values in zip(names, fitted.categories_, strict=True)}
+    known = {}
+    for name in config.dataset.features:
+        column = config.dataset.columns[name]
+        if column.type != "str":
+            continue
+        values = [str(v) for v in column.allowed] if column.allowed else trained.get(name, [])
+        if values:
+            # A missing value is sent as null, not as the token training used for it.
+            known[name] = sorted(v for v in values if v != MISSING_CATEGORY)
+    return known
 
 
 def _requirements(path: Path) -> list[str]:

@@ -12,18 +12,24 @@ exact model version it was built for (`bentoml get <bento tag>` shows them under
     task              "binary_classification" or "regression"
     features          {column: "int" | "float" | "str" | "bool"}, in the model's column order
     nullable          the features that may be null
+    categories        {column: [values]}: the values a categorical may take (those the
+                      config allows, else those seen in training); others get a 400
+    max_batch         the most records one request may carry
 
 The bento holds this file alone (not the airloop package), so it imports nothing from
 airloop. For development, serve it straight from source with the arguments in a YAML file:
 `bentoml serve service.py:TabularModel --arg-file args.yaml`.
 
 API: POST /predict {"records": [{feature: value, ...}, ...]} returns, per record,
-{"prediction", "score", "model_name", "model_version"}.
+{"prediction", "score", "model_name", "model_version"}; POST /predict_one {"record": {...}}
+returns one. A request that does not fit the schema (a missing or extra field, a wrong
+type, NaN or infinity, an unknown category, more than max_batch records) gets a 400 that
+names the field. /readyz answers once the model is loaded; /metrics is Prometheus.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
 import pandas as pd
@@ -45,6 +51,8 @@ class ServeArgs(BaseModel):
     task: Literal["binary_classification", "regression"]
     features: dict[str, Literal["int", "float", "str", "bool"]] = Field(min_length=1)
     nullable: list[str] = Field(default_factory=list)
+    categories: dict[str, list[str]] = Field(default_factory=dict)
+    max_batch: int = Field(default=1000, ge=1)
 
 
 class Prediction(BaseModel):
@@ -73,13 +81,17 @@ def record_model(args: ServeArgs) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for position, (name, kind) in enumerate(args.features.items()):
         python_type: Any = _PYTHON_TYPES[kind]
+        if kind == "str" and args.categories.get(name):
+            python_type = Literal[tuple(args.categories[name])]
         # Columns are fields by alias: a column may be named anything ("copy", "arr delay"),
         # which would clash with BaseModel's attributes or not be an identifier.
         if name in args.nullable:
             fields[f"feature_{position}"] = (python_type | None, Field(default=None, alias=name))
         else:
             fields[f"feature_{position}"] = (python_type, Field(alias=name))
-    return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
+    # NaN and infinity are not values any feature was trained on.
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    return create_model("Record", __config__=config, **fields)
 
 
 def feature_frame(records: list[dict[str, Any]], args: ServeArgs) -> pd.DataFrame:
@@ -124,8 +136,16 @@ class TabularModel:
         self.pipeline = mlflow.sklearn.load_model(self.bento_model.path_of(MLFLOW_MODEL_FOLDER))
 
     @bentoml.api
-    def predict(self, records: list[Record]) -> list[Prediction]:
+    def predict(self, records: Annotated[list[Record], Field(max_length=ARGS.max_batch)]) -> list[Prediction]:
         """Score records; answers come back in the order the records were sent."""
+        return self._score(records)
+
+    @bentoml.api
+    def predict_one(self, record: Record) -> Prediction:
+        """Score one record."""
+        return self._score([record])[0]
+
+    def _score(self, records: list[Any]) -> list[Prediction]:
         if not records:
             return []
         frame = feature_frame([r.model_dump(by_alias=True) for r in records], ARGS)

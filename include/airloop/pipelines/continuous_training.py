@@ -137,8 +137,9 @@ def register(config: AirloopConfig, paths: StatePaths, record: dict, window: dic
         **_lineage_tags(config, TrainingWindow(**window), run_key),
         "airloop.git_commit": trained.get("airloop.git_commit", "unknown"),
     }
+    run_id, model_uri = record["candidate_run_id"], record["candidate_model_uri"]
     model = register_candidate(
-        client, config.model.registered_name, record["candidate_run_id"], record["candidate_model_uri"], tags
+        client, config.model.registered_name, run_id, model_uri, tags, paths.tracking_uri()
     )
     card = write_model_card(
         config, paths, model.version, json.loads(paths.decision_record(run_key).read_text())
@@ -146,12 +147,17 @@ def register(config: AirloopConfig, paths: StatePaths, record: dict, window: dic
     return {"name": model.name, "version": model.version, "uri": model.uri, "card": str(card)}
 
 
-def package(config: AirloopConfig, paths: StatePaths, model: dict) -> dict:
-    """Build the BentoML bento for a registered version."""
+def package(config: AirloopConfig, paths: StatePaths, model: dict, window: dict) -> dict:
+    """Build the BentoML bento for a registered version, serve it, and check it answers as the
+    MLflow model does on evaluation rows (raises TrainingServingSkew if not)."""
+    import pandas as pd
+
     from airloop.packaging.bento import build_bento
+    from airloop.packaging.skew import check_skew
 
     tag = build_bento(config, model["uri"], model["version"], paths)
-    return {**model, "bento": tag}
+    evaluation = pd.read_parquet(TrainingWindow(**window).eval_path)
+    return {**model, "bento": tag, "skew": check_skew(config, paths, tag, model["uri"], evaluation)}
 
 
 def promote(
@@ -180,9 +186,10 @@ def promote(
             champion = promote_champion(
                 client, name, packaged["version"], record["decision"]["champion_version"]
             )
-        record["promoted"] = {"version": champion.version, "bento": packaged["bento"]}
+        promoted = {"version": champion.version, "bento": packaged["bento"]}
+        record["promoted"] = {**promoted, "skew": packaged["skew"]}
         write_record(path, record)
-    return {"promoted": True, "version": champion.version, "bento": packaged["bento"]}
+    return {"promoted": True, **promoted}
 
 
 def run_continuous_training(
@@ -200,7 +207,7 @@ def run_continuous_training(
     record = evaluate(config, paths, window, candidate, run_key, triggers)
     if record["decision"]["promote"]:
         model = register(config, paths, record, window, run_key)
-        promote(config, paths, package(config, paths, model), window, candidate, run_key)
+        promote(config, paths, package(config, paths, model, window), window, candidate, run_key)
         return dict(json.loads(paths.decision_record(run_key).read_text()))
     return record
 

@@ -1,0 +1,90 @@
+"""Serve a bento on loopback for as long as a block runs: `bentoml serve` on a free port,
+in its own process group, stopped by its pid when the block ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from airloop.paths import StatePaths
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def post_json(url: str, body: Any, timeout: float = 30) -> Any:
+    """POST JSON and decode the JSON answer (urllib.error.HTTPError on a 4xx/5xx)."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+@contextmanager
+def served_bento(tag: str, paths: StatePaths, log: Path, timeout: float = 90) -> Iterator[str]:
+    """Yield the base URL of `tag` served from paths.bentoml_home; raise with the log's tail
+    if it does not become ready within `timeout` seconds."""
+    port = free_port()
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    env = {**os.environ, "BENTOML_HOME": str(paths.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [str(bentoml_cli), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=log.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the workers stop with it
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(base, server, timeout, log)
+            yield base
+        finally:
+            _stop(server)
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited with {server.returncode}:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"bentoml serve not ready after {timeout} s:\n{_tail(log)}")
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:] if log.exists() else ""
