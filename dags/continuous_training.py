@@ -86,6 +86,9 @@ def continuous_training():
         from airloop.pipelines.continuous_training import evaluate
 
         record = evaluate(CONFIG, PATHS, window, candidate, context["run_id"], _triggers(context))
+        path = PATHS.decision_record(context["run_id"])
+        print(path.with_suffix(".md").read_text())  # the decision, readable in this task's log
+        print(f"decision record: {path} (.md beside it; MLflow run {record['candidate_run_id']}: decision/)")
         return {
             "candidate_run_id": record["candidate_run_id"],
             "candidate_model_uri": record["candidate_model_uri"],

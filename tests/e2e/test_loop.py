@@ -50,6 +50,11 @@ def loop(tmp_path_factory):
             stack.stop()
 
 
+def champion_of(paths: StatePaths):
+    """The registry's champion version (MLflow's ModelVersion) for the e2e config."""
+    return tracking_client(paths).get_model_version_by_alias(load_config().model.registered_name, CHAMPION)
+
+
 def test_every_month_was_validated_and_versioned(loop) -> None:
     paths, _ = loop
     for month in MONTHS:
@@ -60,9 +65,7 @@ def test_every_month_was_validated_and_versioned(loop) -> None:
 
 def test_champion_carries_its_lineage(loop) -> None:
     paths, stack = loop
-    config = load_config()
-    client = tracking_client(paths)
-    champion = client.get_model_version_by_alias(config.model.registered_name, CHAMPION)
+    champion = champion_of(paths)
     data_hash = champion.tags["airloop.data_hash"]
     assert cached_file(data_hash, paths).stat().st_size > 0  # DVC restores those bytes
     run_id = champion.tags["airloop.airflow_run_id"]
@@ -72,9 +75,8 @@ def test_champion_carries_its_lineage(loop) -> None:
 
 def test_training_fans_out_a_mapped_trial_per_search_point_and_registers_the_best(loop) -> None:
     paths, stack = loop
-    config = load_config()
     client = tracking_client(paths)
-    champion = client.get_model_version_by_alias(config.model.registered_name, CHAMPION)
+    champion = champion_of(paths)
     run_id = champion.tags["airloop.airflow_run_id"]
     instances = stack.client().task_instances("continuous_training", run_id)
     trials = sorted(ti["map_index"] for ti in instances if ti["task_id"] == "train_trial")
@@ -87,8 +89,7 @@ def test_training_fans_out_a_mapped_trial_per_search_point_and_registers_the_bes
 
 def test_a_bento_of_the_champion_exists(loop) -> None:
     paths, _ = loop
-    config = load_config()
-    champion = tracking_client(paths).get_model_version_by_alias(config.model.registered_name, CHAMPION)
+    champion = champion_of(paths)
     bentos = list((paths.bentoml_home / "bentos").glob(f"*/v{champion.version}/bento.yaml"))
     assert bentos, f"no bento for champion v{champion.version} under {paths.bentoml_home}"
 
@@ -133,3 +134,30 @@ def test_a_broken_partition_is_quarantined_and_never_trained_on(loop, flights_mo
     assert not (paths.partitions / "2013-04.parquet").exists()
     decisions = [p.read_text() for p in (paths.reports / "decisions").glob("*.json")]
     assert not any('"eval_partition": "2013-04"' in d for d in decisions)
+
+
+def test_the_gate_decision_is_in_the_evaluate_task_log(loop) -> None:
+    paths, stack = loop
+    champion = champion_of(paths)
+    run_id = champion.tags["airloop.airflow_run_id"]
+    log = stack.client().request(
+        "GET", f"dags/continuous_training/dagRuns/{run_id}/taskInstances/evaluate_candidate/logs/1"
+    )
+    assert "# Promotion decision: PROMOTE" in str(log) and "| baseline | yes |" in str(log)
+
+
+def test_rollback_over_rest_puts_the_previous_champion_back(loop) -> None:
+    paths, stack = loop
+    config = load_config()
+    client, name = tracking_client(paths), config.model.registered_name
+    before = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    previous = str(client.get_model_version_by_alias(name, "previous_champion").version)
+    run = stack.client().trigger("rollback_champion")
+    deadline = time.monotonic() + 120
+    state = run["state"]
+    while state not in ("success", "failed") and time.monotonic() < deadline:
+        time.sleep(2)
+        state = stack.client().request("GET", f"dags/rollback_champion/dagRuns/{run['dag_run_id']}")["state"]
+    assert state == "success"
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == previous
+    assert str(client.get_model_version_by_alias(name, "previous_champion").version) == before

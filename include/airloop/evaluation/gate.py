@@ -115,25 +115,15 @@ def _segments(gate: GateConfig, e: Evidence) -> Check:
 
 
 def _budgets(gate: GateConfig, e: Evidence) -> list[Check]:
+    budgets = [
+        ("latency", "p95 one-record latency", e.latency_p95_ms, gate.max_latency_ms, "ms"),
+        ("size", "model", e.model_mb, gate.max_model_mb, "MB"),
+    ]
     checks = []
-    if gate.max_latency_ms is not None and e.latency_p95_ms is not None:
-        within = e.latency_p95_ms <= gate.max_latency_ms
-        checks.append(
-            Check(
-                "latency",
-                within,
-                f"p95 one-record latency {e.latency_p95_ms:.2f} ms "
-                f"{'within' if within else 'over'} the {gate.max_latency_ms} ms budget",
-            )
-        )
-    if gate.max_model_mb is not None and e.model_mb is not None:
-        within = e.model_mb <= gate.max_model_mb
-        checks.append(
-            Check(
-                "size",
-                within,
-                f"model {e.model_mb:.2f} MB {'within' if within else 'over'} "
-                f"the {gate.max_model_mb} MB budget",
-            )
-        )
+    for name, what, value, limit, unit in budgets:
+        if value is None or limit is None:
+            continue
+        within = value <= limit
+        verdict = "within" if within else "over"
+        checks.append(Check(name, within, f"{what} {value:.2f} {unit} {verdict} the {limit} {unit} budget"))
     return checks
