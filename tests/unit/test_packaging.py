@@ -432,3 +432,13 @@ def test_build_refuses_versions_airloop_did_not_register_or_whose_files_changed(
             build_bento(reg.config, _model_uri(reg, outsider), outsider, reg.paths)
     finally:
         client.delete_model_version(name, outsider)
+
+
+def test_readiness_and_prometheus_metrics_are_served(served: tuple[str, str]) -> None:
+    base, _ = served
+    with urllib.request.urlopen(f"{base}/readyz", timeout=10) as ready:
+        assert ready.status == 200
+    post_json(f"{base}/predict", {"records": []})
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as metrics:
+        text = metrics.read().decode()
+    assert metrics.status == 200 and "# TYPE" in text and 'endpoint="/predict"' in text
