@@ -142,8 +142,9 @@ class TabularModel:
 
     # Adaptive batching: concurrent requests are scored together, one DataFrame and one
     # model call per batch (in process, a batch of 50 costs about what 1.3 single records
-    # do). Requests that would wait past max_latency_ms are shed with a 503.
-    @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=300)
+    # do). Requests that would wait past max_latency_ms are shed with a 503; at 300 ms about
+    # 1% were under wrk -c32 on 2 cores, at 1000 none (benchmarks/RESULTS.md).
+    @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=1000)
     def predict(self, records: Annotated[list[Record], Field(max_length=ARGS.max_batch)]) -> list[Prediction]:
         """Score records; answers come back in the order the records were sent."""
         return self._score(records)
