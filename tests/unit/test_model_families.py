@@ -25,7 +25,9 @@ CURVE_OF_FAMILY = {
 
 
 def with_model(config, family: str, **params):
-    return config_variant(config, model={"family": family, "params": {**SMALL_PARAMS[family], **params}})
+    # CPU even where a GPU is visible: these tests compare exact metrics and the CPU device.
+    model = {"family": family, "params": {**SMALL_PARAMS[family], **params}}
+    return config_variant(config, model=model, training={"gpu": False})
 
 
 def request_for(config, training_window) -> TrainRequest:
