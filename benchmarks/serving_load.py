@@ -30,8 +30,9 @@ from typing import Any
 import pandas as pd
 
 from airloop.config import load_config
-from airloop.packaging.serving import free_port, served_bento
+from airloop.packaging.serving import served_bento
 from airloop.paths import StatePaths
+from airloop.stack import free_port
 
 LUA = """
 local bodies = {}

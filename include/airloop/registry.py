@@ -75,6 +75,10 @@ def current_champion(client: MlflowClient, name: str) -> RegisteredModel | None:
     return _by_alias(client, name, CHAMPION)
 
 
+def previous_champion(client: MlflowClient, name: str) -> RegisteredModel | None:
+    return _by_alias(client, name, PREVIOUS_CHAMPION)
+
+
 def register_candidate(
     client: MlflowClient, name: str, run_id: str, model_uri: str, tags: dict[str, str], tracking_uri: str
 ) -> RegisteredModel:
@@ -141,7 +145,7 @@ def roll_back_champion(client: MlflowClient, name: str) -> tuple[RegisteredModel
     `previous_champion`, so a mistaken rollback is undone by another. Returns (new champion,
     rolled back). Hold the promotion lock around it."""
     champion = current_champion(client, name)
-    previous = _by_alias(client, name, PREVIOUS_CHAMPION)
+    previous = previous_champion(client, name)
     if champion is None or previous is None:
         raise RuntimeError(f"{name} has no {PREVIOUS_CHAMPION} to roll back to")
     client.set_registered_model_alias(name, CHAMPION, previous.version)

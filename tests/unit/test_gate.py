@@ -52,6 +52,16 @@ def test_an_improvement_whose_interval_includes_zero_is_refused() -> None:
     assert sure.promote and "[+0.0100, +0.0500]" in sure.reason
 
 
+def test_an_interval_that_could_not_be_computed_does_not_promote() -> None:
+    nan = float("nan")
+    decision = decide(AUC_GATE, 0.85, 0.5, 0.82, "3", gain_interval=(nan, nan))
+    assert not decision.promote and "includes zero" in decision.reason
+    y = np.zeros(50, dtype=int)  # one class: no resample has a ROC AUC
+    scores = np.linspace(0, 1, 50)
+    low, high = paired_bootstrap_gain("roc_auc", y, scores, scores[::-1].copy(), 50, 0.95, seed=0)
+    assert np.isnan(low) and np.isnan(high)
+
+
 def test_a_segment_that_regresses_beyond_the_tolerance_blocks_promotion() -> None:
     gate = GateConfig(metric="roc_auc", segments=("origin",), segment_tolerance=0.02)
     segments = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from airloop.data.frames import feature_frame, labelled_rows, labels
 from airloop.evaluation.evidence import Evidence, latency_p95_ms, paired_bootstrap_gain, segment_scores
 from airloop.evaluation.gate import Decision, compare_to_champion
 from airloop.evaluation.metrics import baseline_metrics, model_scores, score_all
-from airloop.evaluation.records import write_record
+from airloop.evaluation.records import log_record, write_record
 from airloop.paths import StatePaths
 from airloop.registry import current_champion
 from airloop.tracking import tracking_client
@@ -43,8 +44,9 @@ def evaluate_candidate(
     train = pd.read_parquet(window.train_path, columns=[config.dataset.target.column])
     baseline = baseline_metrics(train, evaluation, config)
 
-    model_dir = Path(mlflow.artifacts.download_artifacts(candidate.model_uri))
-    model = mlflow.sklearn.load_model(str(model_dir))
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = Path(mlflow.artifacts.download_artifacts(candidate.model_uri, dst_path=scratch))
+        model, model_mb = mlflow.sklearn.load_model(str(model_dir)), _megabytes(model_dir)
     scores = model_scores(model, features, config)
     candidate_metrics = score_all(y_true, scores, config)
     gate, metric = config.gate, config.gate.metric
@@ -53,7 +55,7 @@ def evaluate_candidate(
         candidate_metrics[metric],
         baseline[metric],
         latency_p95_ms=latency_p95_ms(model, features) if gate.max_latency_ms is not None else None,
-        model_mb=_megabytes(model_dir),
+        model_mb=model_mb,
     )
     champion = current_champion(tracking_client(paths), config.model.registered_name)
     champion_metrics = None
@@ -97,9 +99,7 @@ def evaluate_candidate(
     }
     path = paths.decision_record(run_key)
     write_record(path, record)
-    client = tracking_client(paths)
-    for written in (path, path.with_suffix(".md")):
-        client.log_artifact(candidate.run_id, str(written), "decision")
+    log_record(tracking_client(paths), candidate.run_id, path)
     return record
 
 

@@ -75,8 +75,12 @@ def paired_bootstrap_gain(
     for _ in range(resamples):
         weights = np.bincount(rng.integers(0, rows, rows), minlength=rows).astype(float)
         gains.append(gain(metric, score_candidate(weights), score_champion(weights)))
+    finite = np.asarray(gains)[np.isfinite(gains)]
+    # A resample with a single class has no ranking metric; too many such and no interval.
+    if len(finite) < resamples / 2:
+        return float("nan"), float("nan")
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(gains, [tail, 100 - tail])
+    low, high = np.percentile(finite, [tail, 100 - tail])
     return float(low), float(high)
 
 
@@ -96,7 +100,8 @@ def weighted_metric(metric: str, y_true: np.ndarray, scores: np.ndarray) -> Any:
         pos = np.bincount(group, weights=w * positive)
         neg = np.bincount(group, weights=w * (1 - positive))
         below = np.cumsum(neg) - neg
-        return float(np.sum(pos * (below + 0.5 * neg)) / (pos.sum() * neg.sum()))
+        pairs = pos.sum() * neg.sum()
+        return float(np.sum(pos * (below + 0.5 * neg)) / pairs) if pairs else float("nan")
 
     return auc
 

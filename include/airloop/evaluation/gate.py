@@ -91,7 +91,7 @@ def _champion(gate: GateConfig, e: Evidence) -> Check:
     if e.gain_interval is not None:
         low, high = e.gain_interval
         interval = f"{gate.confidence:.0%} interval of the gain [{low:+.4f}, {high:+.4f}]"
-        if low <= 0:
+        if not low > 0:  # also when the interval could not be computed (NaN)
             return Check(
                 "champion",
                 False,

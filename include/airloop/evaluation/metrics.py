@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from airloop.config import AirloopConfig
-from airloop.data.frames import feature_frame, labelled_rows, labels
+from airloop.data.frames import labelled_rows, labels
 
 HIGHER_IS_BETTER = {
     "roc_auc": True,
@@ -60,13 +60,6 @@ def model_scores(model: Any, features: pd.DataFrame, config: AirloopConfig) -> n
 
 def score_all(y_true: np.ndarray, scores: np.ndarray, config: AirloopConfig) -> dict[str, float]:
     return {name: metric_value(name, y_true, scores) for name in task_metrics(config)}
-
-
-def evaluate_model(model: Any, frame: pd.DataFrame, config: AirloopConfig) -> dict[str, float]:
-    """Every metric of the task for `model` on the labelled rows of `frame`."""
-    rows = labelled_rows(frame, config)
-    scores = model_scores(model, feature_frame(rows, config), config)
-    return score_all(labels(rows, config).to_numpy(), scores, config)
 
 
 def baseline_metrics(train: pd.DataFrame, frame: pd.DataFrame, config: AirloopConfig) -> dict[str, float]:

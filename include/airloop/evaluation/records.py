@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 
 def write_record(path: Path, record: dict) -> None:
     path.write_text(json.dumps(record, indent=2, default=str))
     if "decision" in record:
         path.with_suffix(".md").write_text(decision_markdown(record))
+
+
+def log_record(client: Any, run_id: str, path: Path) -> None:
+    """Log a gated record (JSON and Markdown) to the candidate's MLflow run under decision/."""
+    for written in (path, path.with_suffix(".md")):
+        client.log_artifact(run_id, str(written), "decision")
 
 
 def decision_markdown(record: dict) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from airloop.paths import StatePaths
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from airloop.stack import free_port
 
 
 def post_json(url: str, body: Any, timeout: float = 30) -> Any:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from airloop.config import GPU_FAMILIES, AirloopConfig
 from airloop.data.ingest import validated_partitions
-from airloop.evaluation.records import write_record
+from airloop.evaluation.records import log_record, write_record
 from airloop.locks import exclusive
+from airloop.model_card import write_model_card
 from airloop.paths import StatePaths, safe_key
 from airloop.registry import ChampionChanged, current_champion, promote_champion, register_candidate
 from airloop.tracking import config_hash, tracking_client
@@ -129,8 +131,6 @@ def evaluate(
 
 def register(config: AirloopConfig, paths: StatePaths, record: dict, window: dict, run_key: str) -> dict:
     """Register the winning candidate (alias challenger), tagged with its lineage; write its card."""
-    from airloop.model_card import write_model_card
-
     client = tracking_client(paths)
     trained = client.get_run(record["candidate_run_id"]).data.tags
     tags = {
@@ -181,15 +181,23 @@ def promote(
             record = evaluate(config, paths, window, candidate, run_key, record["triggers"])
             record["reevaluated"] = str(changed)
             if not record["decision"]["promote"]:
-                write_record(path, record)
+                _keep(client, path, record)
                 return {"promoted": False, "reason": record["decision"]["reason"]}
             champion = promote_champion(
                 client, name, packaged["version"], record["decision"]["champion_version"]
             )
+            # The card describes the decision; this one was taken against another champion.
+            write_model_card(config, paths, packaged["version"], record)
         promoted = {"version": champion.version, "bento": packaged["bento"]}
         record["promoted"] = {**promoted, "skew": packaged["skew"]}
-        write_record(path, record)
+        _keep(client, path, record)
     return {"promoted": True, **promoted}
+
+
+def _keep(client: Any, path: Path, record: dict) -> None:
+    """The final record, on disk and in the candidate's MLflow run."""
+    write_record(path, record)
+    log_record(client, record["candidate_run_id"], path)
 
 
 def run_continuous_training(

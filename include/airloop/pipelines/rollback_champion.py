@@ -5,7 +5,7 @@ from __future__ import annotations
 from airloop.config import AirloopConfig
 from airloop.locks import exclusive
 from airloop.paths import StatePaths
-from airloop.registry import roll_back_champion
+from airloop.registry import PREVIOUS_CHAMPION, previous_champion, roll_back_champion
 from airloop.tracking import tracking_client
 
 
@@ -13,7 +13,12 @@ def roll_back(config: AirloopConfig, paths: StatePaths) -> dict:
     """Move `champion` back to `previous_champion` and (re)build that version's bento."""
     from airloop.packaging.bento import build_bento
 
+    client, name = tracking_client(paths), config.model.registered_name
     with exclusive(paths.promotion_lock):
-        champion, rolled_back = roll_back_champion(tracking_client(paths), config.model.registered_name)
-    bento = build_bento(config, champion.uri, champion.version, paths)
+        target = previous_champion(client, name)
+        if target is None:
+            raise RuntimeError(f"{name} has no {PREVIOUS_CHAMPION} to roll back to")
+        # The bento first: if it cannot be built, no alias has moved and a retry starts over.
+        bento = build_bento(config, target.uri, target.version, paths)
+        champion, rolled_back = roll_back_champion(client, name)
     return {"version": champion.version, "rolled_back": rolled_back.version, "bento": bento}

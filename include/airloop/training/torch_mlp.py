@@ -14,6 +14,7 @@ predicts on a CPU-only server.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
@@ -144,7 +145,9 @@ class _TabularMLP(BaseEstimator):
             module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
         on_gpu = device.type == "cuda"
-        amp_dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float16
+        # Native bf16 only (Ampere and later); emulated bf16 is slower than fp16 with scaling.
+        native_bf16 = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
+        amp_dtype = torch.bfloat16 if native_bf16 else torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=on_gpu and amp_dtype == torch.float16)
         generator = torch.Generator(device="cpu").manual_seed(self.random_state)
         history: dict[str, list[float]] = {"train_loss": [], "validation_loss": []}
@@ -169,17 +172,17 @@ class _TabularMLP(BaseEstimator):
                 continue
             current = self._validation_loss(valid, loss_fn, device, amp_dtype)
             history["validation_loss"].append(current)
-            if current < best - 1e-6:
+            if math.isfinite(current) and current < best - 1e-6:
                 best, best_state, stale = current, copy.deepcopy(module.state_dict()), 0
+                self.best_epoch_ = len(history["validation_loss"])
             else:
                 stale += 1
                 if stale >= self.patience:
                     break
         if best_state is not None:
             module.load_state_dict(best_state)
-        self.best_epoch_ = (
-            int(np.argmin(history["validation_loss"])) + 1 if valid is not None else self.max_epochs
-        )
+        else:  # no validation set, or no finite validation loss: the last epoch's weights
+            self.best_epoch_ = len(history["train_loss"])
         return history
 
     @torch.no_grad()

@@ -192,7 +192,8 @@ def _log_model(pipeline: Any, config: AirloopConfig, example: pd.DataFrame) -> A
     return mlflow.sklearn.log_model(
         pipeline,
         name="model",
-        pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in packages],
+        # Without a local suffix ("2.13.0+cpu"): that build is not on PyPI, the version is.
+        pip_requirements=[f"{pkg}=={version(pkg).split('+')[0]}" for pkg in packages],
         signature=infer_signature(example, pipeline.predict(example)),
         input_example=example,
         skops_trusted_types=_trusted_types(pipeline),
