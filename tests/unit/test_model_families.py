@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+import sys
+from types import ModuleType
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,6 +74,35 @@ def test_each_family_trains_logs_its_curve_and_serves_the_training_transforms(
     features.loc[0, "carrier"] = "NEVER-SEEN"
     probabilities = model.predict_proba(features)[:, 1]
     assert probabilities.shape == (20,) and np.all((probabilities >= 0) & (probabilities <= 1))
+
+    # The bento's service builds the model's input from JSON records itself where it can;
+    # it must be the matrix the pipeline's own preprocessing builds, bit for bit.
+    service = _service_module(family_config)
+    records = json.loads(rows[list(family_config.dataset.features)].to_json(orient="records"))
+    records[0]["carrier"], records[1]["dep_delay"] = "NEVER-SEEN", None
+    encode = service.compiled_inputs(model, service.ARGS)
+    if family == "sklearn_linear":
+        assert encode is None  # one-hot columns: served through the pipeline
+    else:
+        expected = model.steps[0][1].transform(service.feature_frame(records, service.ARGS))
+        np.testing.assert_array_equal(encode(records), expected)
+        np.testing.assert_array_equal(
+            model.steps[-1][1].predict_proba(encode(records)),
+            model.predict_proba(service.feature_frame(records, service.ARGS)),
+        )
+
+
+def _service_module(config) -> ModuleType:
+    """The service module as a served bento imports it: with its template arguments set."""
+    from bentoml._internal.utils.args import set_arguments
+
+    set_arguments({
+        "model_tag": "m:v1", "registered_name": "m", "registry_version": "1", "task": config.task,
+        "features": {name: config.dataset.columns[name].type for name in config.dataset.features},
+        "nullable": [n for n in config.dataset.features if config.dataset.columns[n].nullable],
+    })  # fmt: skip
+    sys.modules.pop("airloop.packaging.service", None)
+    return importlib.import_module("airloop.packaging.service")
 
 
 def test_torch_mlp_is_reproducible_on_cpu_and_stops_early(config, paths, training_window) -> None:

@@ -29,9 +29,11 @@ names the field. /readyz answers once the model is loaded; /metrics is Prometheu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -112,6 +114,77 @@ def feature_frame(records: list[dict[str, Any]], args: ServeArgs) -> pd.DataFram
     return frame
 
 
+def compiled_inputs(pipeline: Any, args: ServeArgs) -> Callable[[list[dict[str, Any]]], np.ndarray] | None:
+    """The pipeline's fitted preprocessing as plain Python and NumPy, or None if it can't be.
+
+    sklearn's ColumnTransformer spends milliseconds per call checking and selecting pandas
+    columns, several times what the model itself takes on a small batch. For a
+    ColumnTransformer of ordinal codes, passthrough and standard scaling (the tree and MLP
+    families), this builds the same float64 matrix straight from the records, with the same
+    string keys `feature_frame` gives categoricals. Anything else (one-hot encoding, a
+    remainder) returns None and is served through the pipeline. The packaging skew check
+    holds either path to the MLflow model's predictions.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+
+    prep = pipeline.steps[0][1] if len(pipeline.steps) == 2 else None
+    if not isinstance(prep, ColumnTransformer):
+        return None
+    blocks: list[Callable[[list[dict[str, Any]]], np.ndarray]] = []
+    for _, transformer, columns in prep.transformers_:
+        if transformer == "drop":
+            continue
+        names = list(columns)
+        if _is_passthrough(transformer) and all(args.features.get(c) in ("int", "float") for c in names):
+            blocks.append(_numbers(names))
+        elif isinstance(transformer, StandardScaler):
+            mean = transformer.mean_ if transformer.with_mean else 0.0
+            scale = transformer.scale_ if transformer.with_std else 1.0
+            blocks.append(_scaled(_numbers(names), mean, scale))
+        elif isinstance(transformer, OrdinalEncoder) and transformer.handle_unknown == "use_encoded_value":
+            codes = [{str(v): float(i) for i, v in enumerate(values)} for values in transformer.categories_]
+            if any(len(c) != len(v) for c, v in zip(codes, transformer.categories_, strict=True)):
+                return None  # a category that is not a plain string (a NaN) is not a dict key
+            blocks.append(_codes(names, codes, float(transformer.unknown_value)))
+        else:
+            return None
+    return lambda rows: np.hstack([block(rows) for block in blocks])
+
+
+def _is_passthrough(transformer: Any) -> bool:
+    from sklearn.preprocessing import FunctionTransformer
+
+    # A fitted ColumnTransformer holds "passthrough" as an identity FunctionTransformer.
+    if isinstance(transformer, FunctionTransformer):
+        return transformer.func is None and transformer.inverse_func is None
+    return bool(transformer == "passthrough")
+
+
+def _numbers(names: list[str]) -> Callable[[list[dict[str, Any]]], np.ndarray]:
+    return lambda rows: np.array([[r[n] for n in names] for r in rows], dtype="float64")
+
+
+def _scaled(
+    numbers: Callable[[list[dict[str, Any]]], np.ndarray], mean: Any, scale: Any
+) -> Callable[[list[dict[str, Any]]], np.ndarray]:
+    return lambda rows: (numbers(rows) - mean) / scale
+
+
+def _codes(
+    names: list[str], codes: list[dict[str, float]], unknown: float
+) -> Callable[[list[dict[str, Any]]], np.ndarray]:
+    def encode(rows: list[dict[str, Any]]) -> np.ndarray:
+        # The keys feature_frame gives: a null is "nan", anything else its str().
+        return np.array(
+            [[c.get("nan" if r[n] is None else str(r[n]), unknown) for n, c in zip(names, codes, strict=True)]
+             for r in rows],
+            dtype="float64",
+        )  # fmt: skip
+
+    return encode
+
+
 ARGS = bentoml.use_arguments(ServeArgs)
 
 if TYPE_CHECKING:
@@ -138,7 +211,14 @@ class TabularModel:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         import mlflow.sklearn
 
-        self.pipeline = mlflow.sklearn.load_model(self.bento_model.path_of(MLFLOW_MODEL_FOLDER))
+        pipeline = mlflow.sklearn.load_model(self.bento_model.path_of(MLFLOW_MODEL_FOLDER))
+        encode = compiled_inputs(pipeline, ARGS)
+        # The model step on matrices built from the records, else the whole pipeline on frames.
+        self.inputs: Callable[[list[dict[str, Any]]], Any]
+        if encode is not None:
+            self.inputs, self.model = encode, pipeline.steps[-1][1]
+        else:
+            self.inputs, self.model = (lambda rows: feature_frame(rows, ARGS)), pipeline
 
     # Adaptive batching: concurrent requests are scored together, one DataFrame and one
     # model call per batch (in process, a batch of 50 costs about what 1.3 single records
@@ -157,14 +237,14 @@ class TabularModel:
     def _score(self, records: list[Any]) -> list[Prediction]:
         if not records:
             return []
-        frame = feature_frame([r.model_dump(by_alias=True) for r in records], ARGS)
+        inputs = self.inputs([r.model_dump(by_alias=True) for r in records])
         values: list[int | float]
         scores: list[float | None]
         if ARGS.task == "binary_classification":
-            probabilities = [float(p) for p in self.pipeline.predict_proba(frame)[:, 1]]
+            probabilities = [float(p) for p in self.model.predict_proba(inputs)[:, 1]]
             values, scores = [int(p >= 0.5) for p in probabilities], list(probabilities)
         else:
-            values = [float(v) for v in self.pipeline.predict(frame)]
+            values = [float(v) for v in self.model.predict(inputs)]
             scores = [None] * len(values)
         return [
             Prediction(
