@@ -294,14 +294,25 @@ class RetrainingConfig(_Frozen):
     on_drift: bool = True
 
 
+DriftMethod = Literal["wasserstein", "jensenshannon", "psi", "kl_div", "ks", "chisquare", "z"]
+
+
 class DriftConfig(_Frozen):
     # Share of drifted columns at or above which drift is signalled.
     share_threshold: float = Field(default=0.5, gt=0, le=1)
-    # Evidently's per-column test threshold (p-value or distance, per its method).
+    # Evidently's per-column test threshold (p-value or distance, per its method) for every
+    # column, and per column (which wins). None: each method's own default.
     column_threshold: float | None = None
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    # A test per column (wasserstein, jensenshannon, psi, kl_div, ks, chisquare, z); a column
+    # not named gets the test Evidently's DataDriftPreset would pick.
+    methods: dict[str, DriftMethod] = Field(default_factory=dict)
     min_rows: int = Field(default=100, ge=1)
     # Columns compared; empty means the features and the target.
     columns: tuple[str, ...] = ()
+    # The Evidently report is drawn from at most this many rows a side (a seeded sample);
+    # the verdicts always come from every row.
+    report_rows: int = Field(default=20_000, ge=1000)
 
 
 class ScheduleConfig(_Frozen):
@@ -335,6 +346,7 @@ class AirloopConfig(_Frozen):
         unknown = [c for c in self.drift.columns if c not in self.dataset.columns]
         if unknown:
             raise ValueError(f"drift.columns: {unknown} are not declared under dataset.columns")
+        self._check_drift_methods()
         unknown = [c for c in self.gate.segments if c not in self.dataset.columns]
         if unknown:
             raise ValueError(f"gate.segments: {unknown} are not declared under dataset.columns")
@@ -347,6 +359,22 @@ class AirloopConfig(_Frozen):
         if self.task == "regression" and target_type not in ("int", "float"):
             raise ValueError(f"dataset.target: regression needs a numeric column, not {target_type}")
         return self
+
+    def _check_drift_methods(self) -> None:
+        compared = self.drift_columns()
+        for key, named in (
+            ("drift.methods", self.drift.methods),
+            ("drift.thresholds", self.drift.thresholds),
+        ):
+            unknown = [c for c in named if c not in compared]
+            if unknown:
+                raise ValueError(f"{key}: {unknown} are not compared columns {compared}")
+        for column, method in self.drift.methods.items():
+            numeric = self.dataset.columns[column].type in ("int", "float")
+            if numeric and method in ("chisquare", "z"):
+                raise ValueError(f"drift.methods: {method} compares categories; {column!r} is numeric")
+            if not numeric and method in ("wasserstein", "ks"):
+                raise ValueError(f"drift.methods: {method} compares numbers; {column!r} is categorical")
 
     def drift_columns(self) -> list[str]:
         return list(self.drift.columns) or [*self.dataset.features, self.dataset.target.column]

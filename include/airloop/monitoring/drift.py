@@ -1,23 +1,25 @@
-"""Compare a current window of rows against reference rows with Evidently; decide drift.
+"""Compare a current window of rows against a model's reference profile; decide drift.
 
-`compare_frames` runs Evidently 0.7's `DataDriftPreset` over the config's drift columns,
-keeps the HTML and JSON report on disk, and returns a `DriftResult`: a decision record
-(status, share of drifted columns, which columns, per-column scores, a reason sentence and
-the report paths). It never answers "no drift" when it could not measure:
+`compare_to_reference` counts the current window's values per compared column and runs
+Evidently's column drift tests on the counts (`airloop.monitoring.column_drift`: the same
+methods, thresholds and default choices as Evidently 0.7's `DataDriftPreset`, scores equal
+to Evidently's), against the reference counts stored when the model was trained
+(`airloop.monitoring.reference`). It keeps an Evidently `DataDriftPreset` report (HTML and
+JSON) drawn from at most `drift.report_rows` rows a side, and returns a `DriftResult`: a
+decision record (status, share of drifted columns, which columns, per-column scores and
+methods, a reason sentence and the report paths). It never answers "no drift" when it
+could not measure:
 
-- a compared column missing from either frame, or a numeric column that is not numeric,
-  raises ValueError (the data does not match the config: a schema problem, not drift);
-- fewer than `drift.min_rows` rows in either frame, or a compared column with fewer than
-  `drift.min_rows` non-null values in either frame (an all-null column included), gives
-  status "skipped" with a reason naming the frame, column and counts; nothing is written.
+- a compared column missing from the current frame, or a numeric column that is not
+  numeric, raises ValueError (the data does not match the config: a schema problem);
+- fewer than `drift.min_rows` rows on either side, or a compared column with fewer than
+  `drift.min_rows` non-null values on either side (an all-null column included), gives
+  status "skipped" with a reason naming the side, column and counts; nothing is written.
   Skipped is never `drift_detected`; the caller decides how loud a skip should be.
 
-Evidently picks each column's test from its type and the sample size: above 1000 rows,
-Wasserstein distance (numeric) and Jensen-Shannon distance (categorical), threshold 0.1,
-a column drifts when its score >= threshold; at 1000 rows or fewer, K-S / chi-square /
-Z-test p-values, threshold 0.05, a column drifts when its score < threshold. So the meaning
-of `drift.column_threshold` and of each column score depends on the method, which
-`DriftResult.column_methods` records.
+A column's score is a distance (wasserstein, jensenshannon, psi, kl_div: drift when the
+score >= its threshold) or a p-value (ks: drift when <= threshold; chisquare, z: when <),
+per `DriftResult.column_methods`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from airloop.config import AirloopConfig
+from airloop.monitoring.column_drift import ColumnDrift, compare_column, count_values
+from airloop.monitoring.reference import ReferenceProfile, check_schema, column_kinds, reference_profile
 from airloop.paths import safe_key
 
 DriftStatus = Literal["drift", "no_drift", "skipped"]
@@ -70,7 +74,14 @@ class DriftResult:
 
 
 def compare_frames(
-    reference: pd.DataFrame,
+    reference: pd.DataFrame, current: pd.DataFrame, config: AirloopConfig, report_dir: Path, name: str
+) -> DriftResult:
+    """`compare_to_reference` against a profile of `reference` (see `reference_profile`)."""
+    return compare_to_reference(reference_profile(reference, config), current, config, report_dir, name)
+
+
+def compare_to_reference(
+    reference: ReferenceProfile,
     current: pd.DataFrame,
     config: AirloopConfig,
     report_dir: Path,
@@ -80,19 +91,17 @@ def compare_frames(
 
     Writes `<report_dir>/<name>.html` and `<report_dir>/<name>.json` (overwriting a previous
     run's, so a retry converges) unless skipped. Status is "drift" when the share of drifted
-    columns >= `config.drift.share_threshold`, else "no_drift"; "skipped" when a frame or a
+    columns >= `config.drift.share_threshold`, else "no_drift"; "skipped" when a side or a
     column has fewer than `config.drift.min_rows` (non-null) rows. Raises ValueError when a
     compared column is missing, a numeric column holds non-numeric values, or `name` is not
     a plain file-name key (see `airloop.paths.safe_key`).
     """
     if not name or safe_key(name) != name:
         raise ValueError(f"report name {name!r} is not file-name safe; pass safe_key(name)")
-    columns = config.drift_columns()
-    numerical, categorical = _split_by_type(columns, config)
-    for label, frame in (("reference", reference), ("current", current)):
-        _check_schema(frame, label, columns, numerical)
-
-    skip_reason = _skip_reason(reference, current, columns, config.drift.min_rows)
+    kinds = column_kinds(config)
+    check_schema(current, "current", kinds)
+    counts = {column: count_values(current[column], kind) for column, kind in kinds.items()}
+    skip_reason = _skip_reason(reference, ReferenceProfile(len(current), counts), config.drift.min_rows)
     if skip_reason is not None:
         return DriftResult(
             status="skipped",
@@ -103,38 +112,30 @@ def compare_frames(
             html_path=None,
             json_path=None,
         )
+    missing = [column for column in kinds if column not in reference.columns]
+    if missing:
+        raise ValueError(f"the reference profile has no counts for compared column(s) {missing}")
 
-    # Evidently takes seconds to import: only pay for it when a comparison actually runs.
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    drift = config.drift
+    tests = [
+        compare_column(
+            column,
+            reference.columns[column],
+            counts[column],
+            drift.methods.get(column),
+            drift.thresholds.get(column, drift.column_threshold),
+        )
+        for column in kinds
+    ]
+    html_path, json_path = _write_report(reference, current, config, report_dir, name, tests)
 
-    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
-    preset = DataDriftPreset(
-        columns=columns,
-        drift_share=config.drift.share_threshold,
-        threshold=config.drift.column_threshold,
-    )
-    # include_tests makes Evidently record its own per-column drift verdicts in the snapshot,
-    # so the decision never has to guess whether a score is a distance or a p-value.
-    report = Report([preset], include_tests=True)
-    snapshot = report.run(
-        Dataset.from_pandas(current.loc[:, columns], data_definition=definition),
-        Dataset.from_pandas(reference.loc[:, columns], data_definition=definition),
-    )
-
-    report_dir.mkdir(parents=True, exist_ok=True)
-    html_path = report_dir / f"{name}.html"
-    json_path = report_dir / f"{name}.json"
-    snapshot.save_html(str(html_path))
-    snapshot.save_json(str(json_path))
-
-    share, scores, methods, drifted = _read_snapshot(snapshot.dict(), columns)
-    threshold = config.drift.share_threshold
-    detected = share >= threshold
+    drifted = [test.column for test in tests if test.drifted]
+    share = len(drifted) / len(tests)
+    detected = share >= drift.share_threshold
     comparison = ">=" if detected else "<"
     reason = (
-        f"{len(drifted)} of {len(columns)} columns drifted "
-        f"(share {share:.2f} {comparison} threshold {threshold:.2f})"
+        f"{len(drifted)} of {len(tests)} columns drifted "
+        f"(share {share:.2f} {comparison} threshold {drift.share_threshold:.2f})"
     )
     if drifted:
         reason += f": {', '.join(drifted)}"
@@ -142,43 +143,80 @@ def compare_frames(
         status="drift" if detected else "no_drift",
         drift_share=share,
         drifted_columns=drifted,
-        column_scores=scores,
+        column_scores={test.column: test.score for test in tests},
         reason=reason,
         html_path=str(html_path),
         json_path=str(json_path),
-        column_methods=methods,
+        column_methods={test.column: test.method for test in tests},
     )
 
 
-def _split_by_type(columns: list[str], config: AirloopConfig) -> tuple[list[str], list[str]]:
-    specs = config.dataset.columns
-    numerical = [c for c in columns if specs[c].type in ("int", "float")]
-    categorical = [c for c in columns if specs[c].type in ("str", "bool")]
-    return numerical, categorical
+def _write_report(
+    reference: ReferenceProfile,
+    current: pd.DataFrame,
+    config: AirloopConfig,
+    report_dir: Path,
+    name: str,
+    tests: list[ColumnDrift],
+) -> tuple[Path, Path]:
+    """Evidently's DataDriftPreset report on the same tests, over at most report_rows a side.
+
+    With both sides within report_rows, its numbers are the verdicts' numbers; above, it is
+    a seeded sample's picture, and its JSON says how many rows each side had.
+    """
+    # Evidently takes seconds to import: only pay for it when a comparison actually runs.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    kinds = column_kinds(config)
+    columns = list(kinds)
+    limit = config.drift.report_rows
+    current_rows = current.loc[:, columns]
+    if len(current_rows) > limit:
+        current_rows = current_rows.sample(limit, random_state=0)
+    definition = DataDefinition(
+        numerical_columns=[c for c in columns if kinds[c] == "numerical"],
+        categorical_columns=[c for c in columns if kinds[c] == "categorical"],
+    )
+    preset = DataDriftPreset(
+        columns=columns,
+        drift_share=config.drift.share_threshold,
+        # The methods the verdicts used, so the report's numbers mean the same thing.
+        per_column_method={test.column: test.method for test in tests},
+        per_column_threshold={test.column: test.threshold for test in tests},
+    )
+    snapshot = Report([preset], include_tests=True).run(
+        Dataset.from_pandas(current_rows, data_definition=definition),
+        Dataset.from_pandas(reference.sample_frame(limit), data_definition=definition),
+        metadata={"reference_rows": str(reference.rows), "current_rows": str(len(current))},
+    )
+    if len(current) <= limit and reference.rows <= limit:
+        _agrees_with_evidently(snapshot.dict(), tests)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    html_path, json_path = report_dir / f"{name}.html", report_dir / f"{name}.json"
+    snapshot.save_html(str(html_path))
+    snapshot.save_json(str(json_path))
+    return html_path, json_path
 
 
-def _check_schema(frame: pd.DataFrame, label: str, columns: list[str], numerical: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{label} frame lacks compared column(s) {missing}")
-    for column in numerical:
-        dtype = frame[column].dtype
-        # An all-null column reads as object; it is reported as skipped, not as a type error.
-        if not pd.api.types.is_numeric_dtype(dtype) and frame[column].notna().any():
-            raise ValueError(f"{label} frame column {column!r} is declared numeric but has dtype {dtype}")
-        if pd.api.types.is_bool_dtype(dtype):
-            raise ValueError(f"{label} frame column {column!r} is declared numeric but is boolean")
+def _agrees_with_evidently(snapshot: dict[str, Any], tests: list[ColumnDrift]) -> None:
+    """Raise RuntimeError unless Evidently, on all the same rows, reached the same verdicts."""
+    _, scores, _, drifted = _read_snapshot(snapshot, [test.column for test in tests])
+    ours = [test.column for test in tests if test.drifted]
+    differing = [t.column for t in tests if abs(scores[t.column] - t.score) > 1e-9 * max(1.0, abs(t.score))]
+    if drifted != ours or differing:
+        raise RuntimeError(
+            f"drift verdicts disagree with Evidently's on the same rows: ours {ours}, Evidently's "
+            f"{drifted}; scores differ for {differing}"
+        )
 
 
-def _skip_reason(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], min_rows: int
-) -> str | None:
-    for label, frame in (("reference", reference), ("current", current)):
-        if len(frame) < min_rows:
-            return f"{label} frame has {len(frame)} rows, fewer than drift.min_rows={min_rows}"
-    for label, frame in (("reference", reference), ("current", current)):
-        counts = frame.loc[:, columns].notna().sum()
-        sparse = {column: int(counts[column]) for column in columns if counts[column] < min_rows}
+def _skip_reason(reference: ReferenceProfile, current: ReferenceProfile, min_rows: int) -> str | None:
+    for label, side in (("reference", reference), ("current", current)):
+        if side.rows < min_rows:
+            return f"{label} frame has {side.rows} rows, fewer than drift.min_rows={min_rows}"
+    for label, side in (("reference", reference), ("current", current)):
+        sparse = {column: counts.rows for column, counts in side.columns.items() if counts.rows < min_rows}
         if sparse:
             listed = ", ".join(f"{column!r} ({count})" for column, count in sparse.items())
             return (
