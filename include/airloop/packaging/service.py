@@ -194,7 +194,12 @@ else:
     Record = record_model(ARGS)
 
 
-@bentoml.service(traffic={"timeout": 30})
+# One worker process per core: a worker's event loop, not the model, is the bottleneck.
+# A short request timeout: BentoML's timeout middleware never cancels its per-request timer,
+# so every request's context stays alive for `timeout` seconds; at 60 s (the default) that
+# kept ~300k objects alive under load and made each full GC pause 300-400 ms (the p99).
+# No per-request access log line: it cost ~7% of a worker; /metrics counts requests.
+@bentoml.service(workers="cpu_count", traffic={"timeout": 5}, logging={"access": {"enabled": False}})
 class TabularModel:
     """Serves the MLflow sklearn pipeline stored in the BentoML model `ARGS.model_tag`."""
 
@@ -219,12 +224,15 @@ class TabularModel:
             self.inputs, self.model = encode, pipeline.steps[-1][1]
         else:
             self.inputs, self.model = (lambda rows: feature_frame(rows, ARGS)), pipeline
+        # Set by the first scored request, once startup's objects all exist.
+        self.warm = False
 
-    # Adaptive batching: concurrent requests are scored together, one DataFrame and one
-    # model call per batch (in process, a batch of 50 costs about what 1.3 single records
-    # do). Requests that would wait past max_latency_ms are shed with a 503; at 300 ms about
-    # 1% were under wrk -c32 on 2 cores, at 1000 none (benchmarks/RESULTS.md).
-    @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=1000)
+    # Adaptive batching: concurrent requests are scored together, one matrix and one model
+    # call per batch (in process, a batch of 50 costs about what 1.3 single records do).
+    # Requests that would wait past max_latency_ms are shed with a 503; at 300 ms about 1%
+    # were under wrk -c32 on 2 cores, at 1000 none (benchmarks/RESULTS.md). Batches of at
+    # most 32 kept p99 under 100 ms there; a bigger request is split into batches.
+    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=1000)
     def predict(self, records: Annotated[list[Record], Field(max_length=ARGS.max_batch)]) -> list[Prediction]:
         """Score records; answers come back in the order the records were sent."""
         return self._score(records)
@@ -237,6 +245,13 @@ class TabularModel:
     def _score(self, records: list[Any]) -> list[Prediction]:
         if not records:
             return []
+        if not self.warm:
+            import gc
+
+            # Everything loaded so far (mlflow, sklearn, the model) lives as long as the
+            # worker: out of the collector's sight, a full GC scans requests, not libraries.
+            gc.freeze()
+            self.warm = True
         inputs = self.inputs([r.model_dump(by_alias=True) for r in records])
         values: list[int | float]
         scores: list[float | None]
