@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, BaseNotifier
 
 from airloop.pools import DVC_POOL, PROMOTION_POOL
 
@@ -22,4 +22,51 @@ CHAMPION_MODEL = Asset(name="champion_model", uri="airloop://champion_model", gr
 TRIGGER_OF_ASSET = {VALIDATED_DATA.name: "new_data", DRIFT_DETECTED.name: "drift"}
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
-DEFAULT_ARGS = {"owner": "airloop", "retries": 1, "retry_delay": timedelta(seconds=10)}
+
+
+class Notify(BaseNotifier):
+    """Send one airloop event (see `airloop.notifications`) to the `airloop_notify` connection.
+
+    `details_from` names the task whose return value describes the event. A missing
+    connection sends nothing; an unreachable webhook is logged, never fails the task.
+    """
+
+    def __init__(self, event: str, details_from: str | None = None) -> None:
+        super().__init__()
+        self.event, self.details_from = event, details_from
+
+    def notify(self, context) -> None:
+        from airflow.sdk import Connection
+
+        from airloop.notifications import CONNECTION_ID, notification, post, webhook_url
+
+        try:
+            connection = Connection.get(CONNECTION_ID)
+        except Exception:  # noqa: BLE001 - AirflowNotFoundException: notifications are opt-in
+            self.log.info("no %r connection: %s not sent", CONNECTION_ID, self.event)
+            return
+        from airflow.sdk.exceptions import AirflowFailException
+
+        ti, error = context["ti"], context.get("exception")
+        details = dict(ti.xcom_pull(task_ids=self.details_from) or {}) if self.details_from else {}
+        if error is not None:
+            details["error"] = str(error)
+        event = self.event
+        # validate fails fast (AirflowFailException) only on a partition it quarantined;
+        # anything else that fails it is an ordinary failure.
+        if event == "blocked_partition" and not isinstance(error, AirflowFailException):
+            event = "failure"
+        body = notification(event, ti.dag_id, ti.run_id, ti.task_id, details)
+        try:
+            url = webhook_url(connection.conn_type, connection.host, connection.port, connection.schema)
+            post(url, body)
+        except Exception as failed:  # noqa: BLE001 - a lost notification must not fail the pipeline
+            self.log.warning("notification %s to %r failed: %s", self.event, CONNECTION_ID, failed)
+
+
+DEFAULT_ARGS = {
+    "owner": "airloop",
+    "retries": 1,
+    "retry_delay": timedelta(seconds=10),
+    "on_failure_callback": Notify("failure"),
+}

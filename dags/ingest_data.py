@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import dag, task
-from airloop_wiring import DEFAULT_ARGS, DVC_POOL, START_DATE, VALIDATED_DATA
+from airloop_wiring import DEFAULT_ARGS, DVC_POOL, START_DATE, VALIDATED_DATA, Notify
 
 from airloop.config import load_config
 from airloop.paths import StatePaths
@@ -67,7 +67,7 @@ def ingest_data():
             raise AirflowSkipException("the landing directory is empty")
         return landed
 
-    @task
+    @task(on_failure_callback=Notify("blocked_partition"))
     def validate(landed_file: str) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
