@@ -1,16 +1,23 @@
-"""Monitor drift: compare the champion's training data with the newest validated partition.
+"""Monitor drift: compare the champion's training data with the newest validated window.
 
 Runs on the configured schedule and whenever new data is validated. The reference is the
-champion's own training set, found by the DVC hash tagged on its registry version. The
-Evidently report (HTML and JSON) is kept under reports/drift; `drift_detected` is emitted
-only when the share of drifted columns reaches the configured threshold, and carries the
-summary (which columns, how much, which report).
-"""
+champion's own training set, profiled when it was trained and logged with its run (or,
+for an older model, counted from the DVC hash tagged on its registry version). The current
+window is the newest `drift.window_partitions` partitions. Three checks: data drift
+(Evidently's tests per column, methods and thresholds from config), prediction drift (the
+champion's scores on the window vs on its training data), and, for rows whose labels have
+arrived, performance drift (the champion's metric vs what it scored at evaluation).
+
+Each check keeps its Evidently report (HTML and JSON, under reports/drift and in the
+Evidently workspace `<state>/evidently`: `evidently ui --workspace` shows the history) and
+is an MLflow run in the `<name>-monitoring` experiment; `measure_drift`'s return value
+points at all of them. `drift_detected` is emitted only when a check signals, and carries
+the summary (which signals, which columns, how much, which report)."""
 
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from airloop_wiring import DEFAULT_ARGS, DRIFT_DETECTED, START_DATE, VALIDATED_DATA
+from airloop_wiring import DEFAULT_ARGS, DRIFT_DETECTED, START_DATE, VALIDATED_DATA, Notify
 
 from airloop.config import load_config
 from airloop.paths import StatePaths
@@ -44,7 +51,7 @@ def monitor_drift():
     def drifted(summary: dict) -> bool:
         return bool(summary["drift_detected"])
 
-    @task(outlets=[DRIFT_DETECTED])
+    @task(outlets=[DRIFT_DETECTED], on_success_callback=Notify("drift", details_from="measure_drift"))
     def signal_drift(summary: dict, **context) -> None:
         context["outlet_events"][DRIFT_DETECTED].extra = summary
 

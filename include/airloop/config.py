@@ -290,8 +290,22 @@ class GateConfig(_Frozen):
 
 
 class RetrainingConfig(_Frozen):
+    """When continuous training trains; at most one run is ever active (max_active_runs=1)."""
+
     on_new_data: bool = False
+    # Data or prediction drift signalled by monitor_drift.
     on_drift: bool = True
+    # The champion's metric on newly labelled data fell more than drift.max_metric_drop.
+    on_performance_drop: bool = True
+    # A cron expression (UTC): retrain on a schedule as well; none: only on events.
+    schedule: str | None = None
+    # After a drift-triggered retrain, further drift-only signals skip retraining this long.
+    drift_cooldown_hours: float = Field(default=0, ge=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _is_cron(cls, value: str | None) -> str | None:
+        return _cron(value)
 
 
 DriftMethod = Literal["wasserstein", "jensenshannon", "psi", "kl_div", "ks", "chisquare", "z"]
@@ -313,12 +327,34 @@ class DriftConfig(_Frozen):
     # The Evidently report is drawn from at most this many rows a side (a seeded sample);
     # the verdicts always come from every row.
     report_rows: int = Field(default=20_000, ge=1000)
+    # The current window: the newest this many validated partitions.
+    window_partitions: int = Field(default=1, ge=1)
+    # Prediction drift (the champion's scores on its training data vs on the window): the
+    # test and threshold; None: the test Evidently would pick, and that test's default.
+    prediction_method: DriftMethod | None = None
+    prediction_threshold: float | None = None
+    # Performance drift: how far the champion's gate metric on the labelled window may fall
+    # below what it scored on its own evaluation set before a drop is signalled.
+    max_metric_drop: float = Field(default=0.02, ge=0)
 
 
 class ScheduleConfig(_Frozen):
     monitor_drift: str = "@daily"
     # SQL sources only: when extract_sql lands the period just ended (none: by hand or REST).
     extract_sql: str | None = None
+
+    @field_validator("monitor_drift", "extract_sql")
+    @classmethod
+    def _is_cron(cls, value: str | None) -> str | None:
+        return _cron(value)
+
+
+def _cron(value: str | None) -> str | None:
+    from croniter import croniter
+
+    if value is not None and not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a cron expression (e.g. '0 3 * * *' or '@daily')")
+    return value
 
 
 class AirloopConfig(_Frozen):
@@ -375,6 +411,11 @@ class AirloopConfig(_Frozen):
                 raise ValueError(f"drift.methods: {method} compares categories; {column!r} is numeric")
             if not numeric and method in ("wasserstein", "ks"):
                 raise ValueError(f"drift.methods: {method} compares numbers; {column!r} is categorical")
+        if self.drift.prediction_method in ("chisquare", "z"):
+            raise ValueError(
+                f"drift.prediction_method: {self.drift.prediction_method} compares categories; "
+                "predictions are numbers"
+            )
 
     def drift_columns(self) -> list[str]:
         return list(self.drift.columns) or [*self.dataset.features, self.dataset.target.column]

@@ -94,6 +94,11 @@ class StatePaths:
         return self.home / "mlartifacts"
 
     @property
+    def evidently_workspace(self) -> Path:
+        """Every drift check's report: `evidently ui --workspace <this>` shows the history."""
+        return self.home / "evidently"
+
+    @property
     def bentoml_home(self) -> Path:
         return self.home / "bentoml"
 

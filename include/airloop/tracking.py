@@ -22,16 +22,18 @@ def use_tracking(config: AirloopConfig, paths: StatePaths) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(paths.tracking_uri())
-    experiment = mlflow.get_experiment_by_name(config.name)
-    if experiment is None:
-        paths.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
-        experiment_id = mlflow.create_experiment(
-            config.name, artifact_location=paths.mlflow_artifacts.as_uri()
-        )
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = ensure_experiment(tracking_client(paths), config.name, paths)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def ensure_experiment(client: MlflowClient, name: str, paths: StatePaths) -> str:
+    """The id of experiment `name`, created (artifacts under the state dir) if missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    paths.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+    return str(client.create_experiment(name, artifact_location=paths.mlflow_artifacts.as_uri()))
 
 
 def tracking_client(paths: StatePaths) -> MlflowClient:

@@ -74,11 +74,36 @@ def test_a_regression_table_runs_through_the_loop(diamonds_config, paths, monkey
     assert drift["status"] == "no_drift" and drift["champion_version"] == "1"
     # The reference is the profile counted when the champion was trained, not its data again.
     assert drift["reference_source"] == f"run {champion.run_id}: drift/reference_profile.npz"
+    # Its predictions on the window are its predictions on its own evaluation rows: no
+    # prediction drift, and its RMSE there is exactly what it scored at evaluation.
+    assert drift["prediction_drift"]["drifted"] is False and drift["signals"] == []
+    performance = drift["performance"]
+    assert performance["status"] == "ok" and performance["labelled_rows"] == 3000
+    assert performance["metric"] == "rmse"
+    assert performance["observed"] == pytest.approx(performance["expected"])
+
+    # Every check is a run in the monitoring experiment; a retried check updates its own.
+    client = tracking_client(paths)
+    run = client.get_run(drift["mlflow_run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == f"{diamonds_config.name}-monitoring"
+    assert run.data.tags["airloop.status"] == "no_drift" and "drift_share" in run.data.metrics
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} == {
+        f"report/{Path(drift['html_path']).name}",
+        f"report/{Path(drift['json_path']).name}",
+    }
+    assert check_drift(diamonds_config, paths, "diamonds-drift-1")["mlflow_run_id"] == drift["mlflow_run_id"]
+    assert drift["workspace_run"] and (paths.evidently_workspace).is_dir()
+
+    # The window's size comes from the config: the newest two partitions.
+    wider = diamonds_config.model_copy(
+        update={"drift": diamonds_config.drift.model_copy(update={"window_partitions": 2})}
+    )
+    assert check_drift(wider, paths, "diamonds-drift-wide")["current_partitions"] == ["batch-01", "batch-02"]
 
     # A champion whose profile and training data are both gone: a named skip, never "no drift".
-    client = tracking_client(paths)
     shutil.rmtree(Path(client.get_run(champion.run_id).info.artifact_uri.removeprefix("file://")) / "drift")
     client.set_model_version_tag("diamond-price", "1", "airloop.data_hash", "0" * 32)
     lost = check_drift(diamonds_config, paths, "diamonds-drift-2")
     assert lost["status"] == "skipped" and not lost["drift_detected"]
     assert "champion v1's reference data cannot be found" in lost["reason"] and "0" * 32 in lost["reason"]
+    assert client.get_run(lost["mlflow_run_id"]).data.tags["airloop.status"] == "skipped"

@@ -54,6 +54,10 @@ def test_flights_config_loads(config) -> None:
         ({"training": {"gpu": "maybe"}}, "training.gpu"),
         ({"training": {"max_parallel_trials": 0}}, "training.max_parallel_trials"),
         ({"training": {"docker": {"image": "x", "volumes": []}}}, "training.docker.volumes"),
+        ({"retraining": {"schedule": "every tuesday"}}, "retraining.schedule"),
+        ({"retraining": {"drift_cooldown_hours": -1}}, "retraining.drift_cooldown_hours"),
+        ({"schedules": {"monitor_drift": "0 25 * * *"}}, "schedules.monitor_drift"),
+        ({"drift__window_partitions": 0}, "drift.window_partitions"),
     ],
 )
 def test_bad_config_names_the_key(changes, named) -> None:

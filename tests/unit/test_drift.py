@@ -249,3 +249,53 @@ def test_over_report_rows_the_report_is_a_sample_and_the_verdicts_use_every_row(
         if m["config"]["type"].endswith(":ValueDrift")
     }
     assert drawn.keys() == result.column_scores.keys() and drawn["x"] != result.column_scores["x"]
+
+
+def test_prediction_drift_is_tested_reported_and_kept_in_the_workspace(
+    reference: pd.DataFrame, tmp_path: Path
+) -> None:
+    from evidently.ui.workspace import Workspace
+
+    config = make_config()
+    rng = np.random.default_rng(21)
+    trained_scores = rng.normal(10.0, 1.0, len(reference))
+    profile = reference_profile(reference, config, trained_scores)
+    loaded = ReferenceProfile.load(profile.save(tmp_path / "profile.npz"))
+    assert loaded.predictions is not None and loaded.predictions.rows == len(reference)
+
+    current = make_frame(2000, seed=22)  # the data itself does not drift
+    steady = compare_to_reference(loaded, current, config, tmp_path, "steady", rng.normal(10.0, 1.0, 2000))
+    shifted = compare_to_reference(
+        loaded, current, config, tmp_path, "shifted", rng.normal(11.5, 1.0, 2000), tmp_path / "workspace"
+    )
+    assert steady.status == "no_drift" and steady.prediction_drift is not None
+    assert not steady.prediction_drift.drifted
+    assert shifted.status == "drift" and shifted.drifted_columns == []
+    assert shifted.prediction_drift is not None and shifted.prediction_drift.drifted
+    assert shifted.prediction_drift.method == "wasserstein" and shifted.prediction_drift.score > 1.0
+    assert "predictions drifted" in shifted.reason
+    # The report carries the predictions' ValueDrift with the same score (checked against
+    # Evidently inside, both sides being within report_rows).
+    report = json.loads(Path(shifted.json_path or "").read_text())
+    drift_of_scores = [m for m in report["metrics"] if m["config"].get("column") == "prediction"]
+    assert drift_of_scores and drift_of_scores[0]["value"] == pytest.approx(shifted.prediction_drift.score)
+    summary = shifted.summary()
+    assert summary["prediction_drift"]["drifted"] is True
+    assert summary["workspace_run"] == shifted.workspace_run
+    workspace = Workspace.create(str(tmp_path / "workspace"))
+    (project,) = workspace.search_project("synthetic")
+    assert [str(run) for run in workspace.list_runs(project.id)] == [shifted.workspace_run]
+
+
+def test_predictions_must_match_the_current_rows(reference: pd.DataFrame, tmp_path: Path) -> None:
+    config = make_config()
+    profile = reference_profile(reference, config, np.zeros(len(reference)))
+    with pytest.raises(ValueError, match="10 predictions for 2000 current rows"):
+        compare_to_reference(profile, make_frame(2000, seed=3), config, tmp_path, "short", np.zeros(10))
+
+
+def test_drift_window_and_prediction_settings_are_validated() -> None:
+    with pytest.raises(ConfigError, match="prediction_method: chisquare compares categories"):
+        make_config(prediction_method="chisquare")
+    with pytest.raises(ConfigError, match="window_partitions"):
+        make_config(window_partitions=0)

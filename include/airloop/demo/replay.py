@@ -41,7 +41,9 @@ def month_settled(client: AirflowClient, paths: StatePaths, partition: str) -> b
     triggers = {t for r in records for t in r.get("triggers", [])}
     if drift is None or "new_data" not in triggers:
         return False
-    if drift["drift_detected"] and "drift" not in triggers:
+    # A signal from monitor_drift must have reached continuous training (drift and/or a
+    # performance drop, whichever the check found).
+    if drift["drift_detected"] and not triggers & {"drift", "performance_drop"}:
         return False
     return _active_runs(client) == 0
 

@@ -45,7 +45,8 @@ def _drift_cell(summary: dict | None) -> str:
         return "-"
     if summary["status"] == "skipped":
         return "skipped"
-    return f"{summary['drift_share']:.2f}{' DRIFT' if summary['drift_detected'] else ''}"
+    signals = summary.get("signals") or (["drift"] if summary["drift_detected"] else [])
+    return f"{summary['drift_share']:.2f}" + (f" {'+'.join(signals).upper()}" if signals else "")
 
 
 def month_row(paths: StatePaths, partition: str) -> dict:

@@ -4,11 +4,14 @@
 Evidently's column drift tests on the counts (`airloop.monitoring.column_drift`: the same
 methods, thresholds and default choices as Evidently 0.7's `DataDriftPreset`, scores equal
 to Evidently's), against the reference counts stored when the model was trained
-(`airloop.monitoring.reference`). It keeps an Evidently `DataDriftPreset` report (HTML and
-JSON) drawn from at most `drift.report_rows` rows a side, and returns a `DriftResult`: a
-decision record (status, share of drifted columns, which columns, per-column scores and
-methods, a reason sentence and the report paths). It never answers "no drift" when it
-could not measure:
+(`airloop.monitoring.reference`); given the model's scores on the window, it tests them
+against its scores on its training data the same way (prediction drift). It keeps an
+Evidently report (HTML and JSON: the `DataDriftPreset` and a `ValueDrift` of the scores)
+drawn from at most `drift.report_rows` rows a side, optionally adds it to an Evidently
+workspace (so `evidently ui` shows the history), and returns a `DriftResult`: a decision
+record (status, share of drifted columns, which columns, per-column scores and methods,
+the prediction test, a reason sentence and the report paths). It never answers "no drift"
+when it could not measure:
 
 - a compared column missing from the current frame, or a numeric column that is not
   numeric, raises ValueError (the data does not match the config: a schema problem);
@@ -17,6 +20,9 @@ could not measure:
   status "skipped" with a reason naming the side, column and counts; nothing is written.
   Skipped is never `drift_detected`; the caller decides how loud a skip should be.
 
+Status is "drift" when the share of drifted columns reaches `drift.share_threshold` or the
+predictions drifted.
+
 A column's score is a distance (wasserstein, jensenshannon, psi, kl_div: drift when the
 score >= its threshold) or a p-value (ks: drift when <= threshold; chisquare, z: when <),
 per `DriftResult.column_methods`.
@@ -24,15 +30,23 @@ per `DriftResult.column_methods`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from airloop.config import AirloopConfig
 from airloop.monitoring.column_drift import ColumnDrift, compare_column, count_values
-from airloop.monitoring.reference import ReferenceProfile, check_schema, column_kinds, reference_profile
+from airloop.monitoring.reference import (
+    PREDICTION,
+    ReferenceProfile,
+    check_schema,
+    column_kinds,
+    count_predictions,
+    reference_profile,
+)
 from airloop.paths import safe_key
 
 DriftStatus = Literal["drift", "no_drift", "skipped"]
@@ -53,6 +67,10 @@ class DriftResult:
     html_path: str | None
     json_path: str | None
     column_methods: dict[str, str] = field(default_factory=dict)
+    # The scores' test; None when there were no scores on one side.
+    prediction_drift: ColumnDrift | None = None
+    # The Evidently workspace run (snapshot id) holding this check's report, if kept there.
+    workspace_run: str | None = None
 
     @property
     def drift_detected(self) -> bool:
@@ -68,8 +86,10 @@ class DriftResult:
             "column_scores": {name: float(score) for name, score in self.column_scores.items()},
             "column_methods": dict(self.column_methods),
             "reason": self.reason,
+            "prediction_drift": asdict(self.prediction_drift) if self.prediction_drift else None,
             "html_path": self.html_path,
             "json_path": self.json_path,
+            "workspace_run": self.workspace_run,
         }
 
 
@@ -86,20 +106,27 @@ def compare_to_reference(
     config: AirloopConfig,
     report_dir: Path,
     name: str,
+    predictions: np.ndarray | None = None,
+    workspace: Path | None = None,
 ) -> DriftResult:
-    """Compare `current` against `reference` over `config.drift_columns()`.
+    """Compare `current` (and the model's `predictions` on it) against `reference`.
 
-    Writes `<report_dir>/<name>.html` and `<report_dir>/<name>.json` (overwriting a previous
-    run's, so a retry converges) unless skipped. Status is "drift" when the share of drifted
-    columns >= `config.drift.share_threshold`, else "no_drift"; "skipped" when a side or a
-    column has fewer than `config.drift.min_rows` (non-null) rows. Raises ValueError when a
-    compared column is missing, a numeric column holds non-numeric values, or `name` is not
-    a plain file-name key (see `airloop.paths.safe_key`).
+    Compares `config.drift_columns()`, and the predictions when given and the profile holds
+    the model's training-data scores. Writes `<report_dir>/<name>.html` and `.json`
+    (overwriting a previous run's, so a retry converges) unless skipped, and adds the report
+    to the Evidently workspace at `workspace` (project `config.name`) when given. Status is
+    "drift" when the share of drifted columns >= `config.drift.share_threshold` or the
+    predictions drifted, else "no_drift"; "skipped" when a side or a column has fewer than
+    `config.drift.min_rows` (non-null) rows. Raises ValueError when a compared column is
+    missing, a numeric column holds non-numeric values, the predictions are not one per
+    current row, or `name` is not a plain file-name key (see `airloop.paths.safe_key`).
     """
     if not name or safe_key(name) != name:
         raise ValueError(f"report name {name!r} is not file-name safe; pass safe_key(name)")
     kinds = column_kinds(config)
     check_schema(current, "current", kinds)
+    if predictions is not None and len(predictions) != len(current):
+        raise ValueError(f"{len(predictions)} predictions for {len(current)} current rows")
     counts = {column: count_values(current[column], kind) for column, kind in kinds.items()}
     skip_reason = _skip_reason(reference, ReferenceProfile(len(current), counts), config.drift.min_rows)
     if skip_reason is not None:
@@ -127,7 +154,21 @@ def compare_to_reference(
         )
         for column in kinds
     ]
-    html_path, json_path = _write_report(reference, current, config, report_dir, name, tests)
+    prediction = None
+    if predictions is not None and reference.predictions is not None:
+        prediction = compare_column(
+            PREDICTION,
+            reference.predictions,
+            count_predictions(predictions),
+            drift.prediction_method,
+            drift.prediction_threshold,
+        )
+    report = _report(reference, current, predictions, config, tests, prediction)
+    html_path, json_path = report_dir / f"{name}.html", report_dir / f"{name}.json"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report.save_html(str(html_path))
+    report.save_json(str(json_path))
+    workspace_run = _keep_in_workspace(report, workspace, config.name, name) if workspace else None
 
     drifted = [test.column for test in tests if test.drifted]
     share = len(drifted) / len(tests)
@@ -139,8 +180,11 @@ def compare_to_reference(
     )
     if drifted:
         reason += f": {', '.join(drifted)}"
+    if prediction is not None:
+        verdict = "drifted" if prediction.drifted else "did not drift"
+        reason += f"; predictions {verdict} ({prediction.method} {prediction.score:.4g})"
     return DriftResult(
-        status="drift" if detected else "no_drift",
+        status="drift" if detected or (prediction is not None and prediction.drifted) else "no_drift",
         drift_share=share,
         drifted_columns=drifted,
         column_scores={test.column: test.score for test in tests},
@@ -148,55 +192,76 @@ def compare_to_reference(
         html_path=str(html_path),
         json_path=str(json_path),
         column_methods={test.column: test.method for test in tests},
+        prediction_drift=prediction,
+        workspace_run=workspace_run,
     )
 
 
-def _write_report(
+def _report(
     reference: ReferenceProfile,
     current: pd.DataFrame,
+    predictions: np.ndarray | None,
     config: AirloopConfig,
-    report_dir: Path,
-    name: str,
     tests: list[ColumnDrift],
-) -> tuple[Path, Path]:
-    """Evidently's DataDriftPreset report on the same tests, over at most report_rows a side.
+    prediction: ColumnDrift | None,
+) -> Any:
+    """Evidently's DataDriftPreset (and ValueDrift of the scores) on the same tests.
 
-    With both sides within report_rows, its numbers are the verdicts' numbers; above, it is
-    a seeded sample's picture, and its JSON says how many rows each side had.
+    Drawn from at most report_rows a side: with both sides within it, its numbers are the
+    verdicts' numbers (checked); above, it is a seeded sample's picture, and its metadata
+    says how many rows each side had. Returns the Evidently snapshot.
     """
     # Evidently takes seconds to import: only pay for it when a comparison actually runs.
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
     kinds = column_kinds(config)
     columns = list(kinds)
     limit = config.drift.report_rows
     current_rows = current.loc[:, columns]
+    metrics: list[Any] = [
+        DataDriftPreset(
+            columns=columns,
+            drift_share=config.drift.share_threshold,
+            # The methods the verdicts used, so the report's numbers mean the same thing.
+            per_column_method={test.column: test.method for test in tests},
+            per_column_threshold={test.column: test.threshold for test in tests},
+        )
+    ]
+    numerical = [c for c in columns if kinds[c] == "numerical"]
+    reference_rows = reference.sample_frame(limit)
+    if prediction is not None and predictions is not None:
+        current_rows = current_rows.assign(**{PREDICTION: predictions})
+        scores = ValueDrift(column=PREDICTION, method=prediction.method, threshold=prediction.threshold)
+        metrics.append(scores)
+        numerical.append(PREDICTION)
+    else:
+        reference_rows = reference_rows.drop(columns=[PREDICTION], errors="ignore")
     if len(current_rows) > limit:
         current_rows = current_rows.sample(limit, random_state=0)
     definition = DataDefinition(
-        numerical_columns=[c for c in columns if kinds[c] == "numerical"],
+        numerical_columns=numerical,
         categorical_columns=[c for c in columns if kinds[c] == "categorical"],
     )
-    preset = DataDriftPreset(
-        columns=columns,
-        drift_share=config.drift.share_threshold,
-        # The methods the verdicts used, so the report's numbers mean the same thing.
-        per_column_method={test.column: test.method for test in tests},
-        per_column_threshold={test.column: test.threshold for test in tests},
-    )
-    snapshot = Report([preset], include_tests=True).run(
+    snapshot = Report(metrics, include_tests=True).run(
         Dataset.from_pandas(current_rows, data_definition=definition),
-        Dataset.from_pandas(reference.sample_frame(limit), data_definition=definition),
+        Dataset.from_pandas(reference_rows, data_definition=definition),
         metadata={"reference_rows": str(reference.rows), "current_rows": str(len(current))},
     )
     if len(current) <= limit and reference.rows <= limit:
-        _agrees_with_evidently(snapshot.dict(), tests)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    html_path, json_path = report_dir / f"{name}.html", report_dir / f"{name}.json"
-    snapshot.save_html(str(html_path))
-    snapshot.save_json(str(json_path))
-    return html_path, json_path
+        _agrees_with_evidently(snapshot.dict(), tests + ([prediction] if prediction else []))
+    return snapshot
+
+
+def _keep_in_workspace(snapshot: Any, workspace: Path, project_name: str, name: str) -> str:
+    """Add the report to the local Evidently workspace's project; returns the run's id."""
+    from evidently.ui.workspace import Workspace
+
+    store = Workspace.create(str(workspace))
+    projects = store.search_project(project_name)
+    project = projects[0] if projects else store.create_project(project_name)
+    return str(store.add_run(project.id, snapshot, include_data=False, name=name).id)
 
 
 def _agrees_with_evidently(snapshot: dict[str, Any], tests: list[ColumnDrift]) -> None:
@@ -259,10 +324,12 @@ def _read_snapshot(
         raise RuntimeError(f"Evidently snapshot has no drift score or verdict for {absent}")
     drifted = [c for c in columns if verdicts[c]]
     # The share comes from Evidently's dataset-level metric, the verdicts from its per-column
-    # tests; both must describe the same columns.
-    if abs(share - len(drifted) / len(columns)) > 1e-9:
+    # tests; both must describe the same data columns (the predictions are not one of them).
+    data = [c for c in columns if c != PREDICTION]
+    drifted_data = [c for c in drifted if c != PREDICTION]
+    if abs(share - len(drifted_data) / len(data)) > 1e-9:
         raise RuntimeError(
-            f"Evidently drift share {share} disagrees with {len(drifted)} of {len(columns)} "
+            f"Evidently drift share {share} disagrees with {len(drifted_data)} of {len(data)} "
             "columns drifted in its per-column tests"
         )
     return share, scores, methods, drifted

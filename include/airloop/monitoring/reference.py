@@ -3,7 +3,8 @@
 Training logs the profile with the model's run (`REFERENCE_ARTIFACT`), so a drift check
 counts only the current window. A profile holds each compared column's distinct values and
 their counts: everything Evidently's drift tests read (see `airloop.monitoring.column_drift`),
-and enough to rebuild the reference rows for an Evidently report.
+and enough to rebuild the reference rows for an Evidently report. It also holds the model's
+own scores on its training rows, counted the same way, the reference for prediction drift.
 """
 
 from __future__ import annotations
@@ -21,25 +22,30 @@ from airloop.monitoring.column_drift import ColumnCounts, ColumnKind, count_valu
 
 # Where a training run keeps its profile among its MLflow artifacts.
 REFERENCE_ARTIFACT = "drift/reference_profile.npz"
+# The model's scores, as a column of reports (positive-class probability or predicted value).
+PREDICTION = "prediction"
 
 
 @dataclass(frozen=True)
 class ReferenceProfile:
-    """The reference rows' count and each compared column's value counts."""
+    """The reference rows' count, each compared column's value counts, the model's scores'."""
 
     rows: int
     columns: dict[str, ColumnCounts]
+    predictions: ColumnCounts | None = None
 
     def save(self, path: Path) -> Path:
         arrays: dict[str, np.ndarray] = {}
         specs: dict[str, dict[str, Any]] = {}
-        for position, (name, counts) in enumerate(self.columns.items()):
+        summaries = {**self.columns, **({PREDICTION: self.predictions} if self.predictions else {})}
+        for position, (name, counts) in enumerate(summaries.items()):
             arrays[f"values_{position}"] = counts.values.astype(float if counts.kind == "numerical" else str)
             arrays[f"counts_{position}"] = counts.counts
             specs[name] = {"kind": counts.kind, "std": counts.std, "position": position}
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as out:  # a file object: np.savez would append ".npz" to a name
-            meta = json.dumps({"rows": self.rows, "columns": specs})
+            has_predictions = self.predictions is not None
+            meta = json.dumps({"rows": self.rows, "columns": specs, "predictions": has_predictions})
             np.savez_compressed(out, allow_pickle=False, meta=np.array(meta), **arrays)
         return path
 
@@ -47,7 +53,7 @@ class ReferenceProfile:
     def load(cls, path: Path) -> ReferenceProfile:
         with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(str(stored["meta"]))
-            columns = {
+            summaries = {
                 name: ColumnCounts(
                     spec["kind"],
                     stored[f"values_{spec['position']}"],
@@ -56,7 +62,8 @@ class ReferenceProfile:
                 )
                 for name, spec in meta["columns"].items()
             }
-        return cls(int(meta["rows"]), columns)
+        predictions = summaries.pop(PREDICTION) if meta.get("predictions") else None
+        return cls(int(meta["rows"]), summaries, predictions)
 
     def sample_frame(self, rows: int, seed: int = 0) -> pd.DataFrame:
         """Reference rows rebuilt from the counts, at most `rows` of them (a seeded sample).
@@ -66,7 +73,8 @@ class ReferenceProfile:
         """
         rng = np.random.default_rng(seed)
         frame = {}
-        for name, counts in self.columns.items():
+        summaries = {**self.columns, **({PREDICTION: self.predictions} if self.predictions else {})}
+        for name, counts in summaries.items():
             column = np.repeat(counts.values, counts.counts)
             # Nulls are not counted; the rebuilt column pads with them to the reference length.
             padded = np.full(self.rows, np.nan if counts.kind == "numerical" else None, dtype=object)
@@ -86,13 +94,26 @@ def column_kinds(config: AirloopConfig) -> dict[str, ColumnKind]:
     }
 
 
-def reference_profile(frame: pd.DataFrame, config: AirloopConfig) -> ReferenceProfile:
-    """Count the compared columns of a model's training frame; raises on a schema mismatch."""
+def reference_profile(
+    frame: pd.DataFrame, config: AirloopConfig, predictions: np.ndarray | None = None
+) -> ReferenceProfile:
+    """Count the compared columns of a model's training frame (and the model's scores on it).
+
+    Raises ValueError on a schema mismatch.
+    """
     kinds = column_kinds(config)
     check_schema(frame, "reference", kinds)
+    if predictions is not None and PREDICTION in kinds:
+        raise ValueError(f"compared column {PREDICTION!r} would clash with the model's scores; rename it")
     return ReferenceProfile(
-        len(frame), {name: count_values(frame[name], kind) for name, kind in kinds.items()}
+        len(frame),
+        {name: count_values(frame[name], kind) for name, kind in kinds.items()},
+        None if predictions is None else count_predictions(predictions),
     )
+
+
+def count_predictions(scores: np.ndarray) -> ColumnCounts:
+    return count_values(pd.Series(np.asarray(scores, dtype=float)), "numerical")
 
 
 def check_schema(frame: pd.DataFrame, label: str, kinds: dict[str, ColumnKind]) -> None:

@@ -138,7 +138,7 @@ def train_candidate(request: TrainRequest, paths: StatePaths) -> TrainResult:
         for name, figure in _figures(config, pipeline, eval_y, scores).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
         info = _log_model(pipeline, config, fit_X.head(5))
-        _log_reference_profile(request, config)
+        _log_reference_profile(request, config, pipeline)
         seconds = time.monotonic() - started
         speed = {"fit_seconds": fit_seconds, "fit_rows_per_second": len(fit_X) / fit_seconds}
         mlflow.log_metrics({**speed, "train_seconds": seconds})
@@ -167,15 +167,17 @@ def _log_context(request: TrainRequest, config: AirloopConfig, device: Device, r
     mlflow.log_dict(request.config, "config.json")
 
 
-def _log_reference_profile(request: TrainRequest, config: AirloopConfig) -> None:
-    """The training set's drift reference, counted once, kept with the model's run."""
+def _log_reference_profile(request: TrainRequest, config: AirloopConfig, model: Any) -> None:
+    """The training set's drift reference (and the model's scores on it), kept with the run."""
     import tempfile
 
     import mlflow
 
     from airloop.monitoring.reference import REFERENCE_ARTIFACT, reference_profile
 
-    profile = reference_profile(pd.read_parquet(request.train_path), config)
+    train = pd.read_parquet(request.train_path)
+    scores = model_scores(model, feature_frame(train, config), config)
+    profile = reference_profile(train, config, scores)
     with tempfile.TemporaryDirectory() as tmp:
         path = profile.save(Path(tmp) / Path(REFERENCE_ARTIFACT).name)
         mlflow.log_artifact(str(path), str(Path(REFERENCE_ARTIFACT).parent))
