@@ -1,19 +1,24 @@
 """Continuous training: train a candidate, gate it against the champion, register, package, promote.
 
-Triggered by `validated_data` or `drift_detected` (either), by hand in the UI, or over
-the REST API. The retraining policy in the config decides whether the triggers call for a
-new model. Training fans out one mapped `train_trial` per hyperparameter trial (one
-without `model.search`), each a subprocess (`training.runner: local`) or a container on a
-GPU (`docker`); the best on validation data is the candidate. The candidate and the
-current champion are scored on the same frozen evaluation set (the newest partition);
-only a candidate that beats both the champion and
-a naive baseline is registered (alias `challenger`), packaged as a BentoML bento and
-promoted (alias `champion`, the old one kept as `previous_champion`).
+Triggered by `validated_data` or `drift_detected` (either), on `retraining.schedule` when
+set, by hand in the UI, or over the REST API. One run is active at a time: asset events
+that arrive meanwhile queue a single run next, so a storm of drift signals retrains once.
+None is lost: `decide_retraining` takes into account every event on both assets since the
+last decision (a watermark in each asset's state store), not only the event that queued
+its run, and lists them in its `signals` XCom. The retraining policy in the config decides
+whether they call for a new model (drift, new data, a performance drop, the schedule; a
+cooldown between drift-triggered retrains). Training fans out one mapped
+`train_trial` per hyperparameter trial (one without `model.search`), each a subprocess
+(`training.runner: local`) or a container on a GPU (`docker`); the best on validation
+data is the candidate. The candidate and the current champion are scored on the same
+frozen evaluation set (the newest partition); only a candidate that beats both the
+champion and a naive baseline is registered (alias `challenger`), packaged as a BentoML
+bento and promoted (alias `champion`, the old one kept as `previous_champion`).
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from airloop_wiring import (
     CHAMPION_MODEL,
     DEFAULT_ARGS,
@@ -23,6 +28,7 @@ from airloop_wiring import (
     START_DATE,
     TRIGGER_OF_ASSET,
     VALIDATED_DATA,
+    Notify,
 )
 
 from airloop.config import load_config
@@ -32,15 +38,62 @@ CONFIG = load_config()
 PATHS = StatePaths.from_env()
 
 
-def _triggers(context) -> list[str]:
-    """What started this run: new_data and/or drift from asset events, else manual."""
-    events = context.get("triggering_asset_events") or {}
-    kinds = {TRIGGER_OF_ASSET.get(asset.name, asset.name) for asset in events if events[asset]}
-    return sorted(kinds) or ["manual"]
+# The newest event on a trigger asset that a decision has taken into account.
+HANDLED = "decided_through"
+TRIGGER_ASSETS = (VALIDATED_DATA, DRIFT_DETECTED)
+
+
+def _pending_signals(context) -> list[dict]:
+    """Every event on the trigger assets that no run's decision has taken into account.
+
+    Airflow gives an asset-triggered run only the events up to the one that queued it:
+    events arriving while the run waits join its queue entry, not the run. So the decision
+    reads the assets' events itself, after each asset's watermark.
+    """
+    signals = []
+    for asset in TRIGGER_ASSETS:
+        mark = context["asset_state_store"][asset].get(HANDLED) or {}
+        events = context["inlet_events"][asset]
+        if mark:
+            events = events.after(mark["timestamp"])  # inclusive: the ids below drop the mark itself
+        signals += [
+            {"asset": asset.name, "id": e.id, "timestamp": e.timestamp.isoformat(), "extra": e.extra or {}}
+            for e in events
+            if e.id > mark.get("id", 0)
+        ]
+    return signals
+
+
+def _mark_decided(context, signals: list[dict]) -> None:
+    for asset in TRIGGER_ASSETS:
+        mine = [s for s in signals if s["asset"] == asset.name]
+        if mine:
+            newest = max(mine, key=lambda s: s["id"])
+            context["asset_state_store"][asset].set(
+                HANDLED, {"id": newest["id"], "timestamp": newest["timestamp"]}
+            )
+
+
+def _triggers(context, signals: list[dict]) -> list[str]:
+    """What this run answers: the pending signals, plus the schedule or a person/CI."""
+    from airloop.training.policy import MANUAL, SCHEDULE, triggers_of_event
+
+    kinds = {t for s in signals for t in triggers_of_event(TRIGGER_OF_ASSET[s["asset"]], s["extra"])}
+    kinds |= {"manual": {MANUAL}, "scheduled": {SCHEDULE}}.get(context["dag_run"].run_type, set())
+    return sorted(kinds)
+
+
+def _schedule():
+    """Both assets (either one), and the retraining cron when the config sets one."""
+    assets = VALIDATED_DATA | DRIFT_DETECTED
+    if CONFIG.retraining.schedule is None:
+        return assets
+    timetable = CronTriggerTimetable(CONFIG.retraining.schedule, timezone="UTC")
+    return AssetOrTimeSchedule(timetable=timetable, assets=assets)
 
 
 @dag(
-    schedule=(VALIDATED_DATA | DRIFT_DETECTED),
+    schedule=_schedule(),
     start_date=START_DATE,
     max_active_runs=1,
     catchup=False,
@@ -49,11 +102,17 @@ def _triggers(context) -> list[str]:
     doc_md=__doc__,
 )
 def continuous_training():
-    @task.short_circuit
+    @task.short_circuit(inlets=list(TRIGGER_ASSETS))
     def decide_retraining(**context) -> bool:
         from airloop.pipelines.continuous_training import decide_retraining
 
-        verdict = decide_retraining(CONFIG, PATHS, _triggers(context), context["run_id"])
+        signals = _pending_signals(context)
+        triggers = _triggers(context, signals)
+        verdict = decide_retraining(CONFIG, PATHS, triggers, context["run_id"])
+        _mark_decided(context, signals)
+        context["ti"].xcom_push(key="signals", value=signals)
+        context["ti"].xcom_push(key="triggers", value=triggers)
+        print(f"{len(signals)} signal(s) since the last decision; triggers {triggers}")
         print(f"retrain={verdict['retrain']}: {verdict['reason']}")
         return bool(verdict["retrain"])
 
@@ -85,7 +144,8 @@ def continuous_training():
     def evaluate_candidate(window: dict, candidate: dict, **context) -> dict:
         from airloop.pipelines.continuous_training import evaluate
 
-        record = evaluate(CONFIG, PATHS, window, candidate, context["run_id"], _triggers(context))
+        triggers = context["ti"].xcom_pull(task_ids="decide_retraining", key="triggers")
+        record = evaluate(CONFIG, PATHS, window, candidate, context["run_id"], triggers)
         path = PATHS.decision_record(context["run_id"])
         print(path.with_suffix(".md").read_text())  # the decision, readable in this task's log
         print(f"decision record: {path} (.md beside it; MLflow run {record['candidate_run_id']}: decision/)")
@@ -112,7 +172,11 @@ def continuous_training():
 
         return package(CONFIG, PATHS, model, window)
 
-    @task(outlets=[CHAMPION_MODEL], pool=PROMOTION_POOL)
+    @task(
+        outlets=[CHAMPION_MODEL],
+        pool=PROMOTION_POOL,
+        on_success_callback=Notify("promotion", details_from="promote_champion"),
+    )
     def promote_champion(packaged: dict, window: dict, candidate: dict, **context) -> dict:
         from airflow.exceptions import AirflowSkipException
 

@@ -6,6 +6,7 @@ broken partition is landed and must be quarantined without reaching training.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from airloop.config import load_config
 from airloop.data.versioning import cached_file
 from airloop.demo.replay import replay
 from airloop.paths import StatePaths
+from airloop.pools import DVC_POOL
 from airloop.registry import CHAMPION
 from airloop.stack import EmbeddedStack
 from airloop.tracking import tracking_client
 from tests.conftest import FLIGHTS_CONFIG
+from tests.webhook import Receiver
 
 pytestmark = pytest.mark.e2e
 MONTHS = [1, 2, 3]
@@ -37,7 +40,10 @@ def loop(tmp_path_factory):
     config_path = root / "flights-e2e.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     paths = StatePaths(root / "state")
+    receiver = Receiver().start()
     with pytest.MonkeyPatch.context() as env:
+        # Every task's notifications go to this test's webhook (the Airflow connection, from env).
+        env.setenv("AIRFLOW_CONN_AIRLOOP_NOTIFY", json.dumps({"conn_type": "http", "host": receiver.url}))
         env.setenv("AIRLOOP_HOME", str(paths.home))
         env.setenv("AIRLOOP_CONFIG", str(config_path))
         env.setenv("BENTOML_HOME", str(paths.bentoml_home))
@@ -45,9 +51,10 @@ def loop(tmp_path_factory):
         stack = EmbeddedStack(paths, str(config_path))
         try:
             assert replay(load_config(config_path), paths, MONTHS, keep_running=True) == 0
-            yield paths, stack
+            yield paths, stack, receiver
         finally:
             stack.stop()
+            receiver.stop()
 
 
 def champion_of(paths: StatePaths):
@@ -55,8 +62,18 @@ def champion_of(paths: StatePaths):
     return tracking_client(paths).get_model_version_by_alias(load_config().model.registered_name, CHAMPION)
 
 
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def test_every_month_was_validated_and_versioned(loop) -> None:
-    paths, _ = loop
+    paths, _, _ = loop
     for month in MONTHS:
         partition = f"2013-{month:02d}"
         assert (paths.reports / "validation" / f"{partition}.json").exists()
@@ -64,7 +81,7 @@ def test_every_month_was_validated_and_versioned(loop) -> None:
 
 
 def test_champion_carries_its_lineage(loop) -> None:
-    paths, stack = loop
+    paths, stack, _ = loop
     champion = champion_of(paths)
     data_hash = champion.tags["airloop.data_hash"]
     assert cached_file(data_hash, paths).stat().st_size > 0  # DVC restores those bytes
@@ -74,7 +91,7 @@ def test_champion_carries_its_lineage(loop) -> None:
 
 
 def test_training_fans_out_a_mapped_trial_per_search_point_and_registers_the_best(loop) -> None:
-    paths, stack = loop
+    paths, stack, _ = loop
     client = tracking_client(paths)
     champion = champion_of(paths)
     run_id = champion.tags["airloop.airflow_run_id"]
@@ -88,14 +105,14 @@ def test_training_fans_out_a_mapped_trial_per_search_point_and_registers_the_bes
 
 
 def test_a_bento_of_the_champion_exists(loop) -> None:
-    paths, _ = loop
+    paths, _, _ = loop
     champion = champion_of(paths)
     bentos = list((paths.bentoml_home / "bentos").glob(f"*/v{champion.version}/bento.yaml"))
     assert bentos, f"no bento for champion v{champion.version} under {paths.bentoml_home}"
 
 
 def test_drift_triggered_a_training_run(loop) -> None:
-    _, stack = loop
+    _, stack, _ = loop
     client = stack.client()
     drift_triggered = []
     for run in client.dag_runs("continuous_training"):
@@ -109,7 +126,7 @@ def test_drift_triggered_a_training_run(loop) -> None:
 
 
 def test_a_broken_partition_is_quarantined_and_never_trained_on(loop, flights_month) -> None:
-    paths, stack = loop
+    paths, stack, receiver = loop
     broken = flights_month(4).drop(columns=["distance"])
     staging = paths.landing / ".2013-04.csv.tmp"
     broken.to_csv(staging, index=False)
@@ -124,6 +141,10 @@ def test_a_broken_partition_is_quarantined_and_never_trained_on(loop, flights_mo
         time.sleep(2)
     assert failed, "the ingest run of the broken partition did not fail"
     assert (quarantined / "2013-04.csv").exists()
+    blocked = wait_for(
+        lambda: [b for b in receiver.bodies if b["event"] == "blocked_partition"], 60, "the blocked notice"
+    )
+    assert blocked[0]["task_id"] == "validate" and "distance" in blocked[0]["details"]["error"]
     result = next(quarantined.glob("*.json")).read_text()
     assert "distance" in result
 
@@ -137,7 +158,7 @@ def test_a_broken_partition_is_quarantined_and_never_trained_on(loop, flights_mo
 
 
 def test_the_gate_decision_is_in_the_evaluate_task_log(loop) -> None:
-    paths, stack = loop
+    paths, stack, _ = loop
     champion = champion_of(paths)
     run_id = champion.tags["airloop.airflow_run_id"]
     log = stack.client().request(
@@ -147,7 +168,7 @@ def test_the_gate_decision_is_in_the_evaluate_task_log(loop) -> None:
 
 
 def test_rollback_over_rest_puts_the_previous_champion_back(loop) -> None:
-    paths, stack = loop
+    paths, stack, _ = loop
     config = load_config()
     client, name = tracking_client(paths), config.model.registered_name
     before = str(client.get_model_version_by_alias(name, CHAMPION).version)
@@ -161,3 +182,72 @@ def test_rollback_over_rest_puts_the_previous_champion_back(loop) -> None:
     assert state == "success"
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == previous
     assert str(client.get_model_version_by_alias(name, "previous_champion").version) == before
+
+
+def test_the_loop_notified_the_webhook_of_drift_and_promotion(loop) -> None:
+    paths, _, receiver = loop
+    drift = [b for b in receiver.bodies if b["event"] == "drift"]
+    assert drift and drift[0]["dag_id"] == "monitor_drift" and drift[0]["details"]["signals"]
+    assert "drift detected" in drift[0]["text"] and drift[0]["details"]["html_path"].endswith(".html")
+    promoted = [b for b in receiver.bodies if b["event"] == "promotion"]
+    assert promoted and all(b["task_id"] == "promote_champion" for b in promoted)
+    registry, name = tracking_client(paths), load_config().model.registered_name
+    for notice in promoted:  # each names the version its own run registered
+        version = registry.get_model_version(name, notice["details"]["version"])
+        assert version.tags["airloop.airflow_run_id"] == notice["run_id"]
+
+
+def set_slots(client, pool: str, slots: int) -> None:
+    body = {"pool": pool, "slots": slots, "include_deferred": False}
+    client.request("PATCH", f"pools/{pool}", params={"update_mask": "slots"}, json=body)
+
+
+def new_runs(client, dag: str, known: set[str]) -> list[str]:
+    return [r["dag_run_id"] for r in client.dag_runs(dag) if r["dag_run_id"] not in known]
+
+
+def decided_signals(client, dag: str, run_id: str) -> list[dict]:
+    """The signals a run's decide_retraining took into account (its `signals` XCom)."""
+    task = f"dags/{dag}/dagRuns/{run_id}/taskInstances/decide_retraining"
+    wait_for(lambda: client.request("GET", task)["state"] == "success", 120, f"{run_id} to decide")
+    return client.request("GET", f"{task}/xcomEntries/signals", params={"deserialize": True})["value"]
+
+
+def storm_signals(signals: list[dict]) -> list[int]:
+    return sorted(s["extra"]["storm"] for s in signals if "storm" in s["extra"])
+
+
+def test_a_storm_of_drift_signals_during_a_training_run_leads_to_exactly_one_follow_up(loop) -> None:
+    _, stack, _ = loop
+    client = stack.client()
+    dag = "continuous_training"
+    earlier = {run["dag_run_id"] for run in client.dag_runs(dag)}
+    (asset,) = client.request("GET", "assets", params={"name_pattern": "drift_detected"})["assets"]
+    # Hold a training run in flight: with no DVC slot its training set cannot be assembled.
+    set_slots(client, DVC_POOL, 0)
+    try:
+        active = client.trigger(dag)["dag_run_id"]
+        decided_signals(client, dag, active)  # it has decided; the storm comes after
+        storm = 5
+        for signal in range(storm):
+            extra = {"signals": ["data_drift"], "storm": signal}
+            client.request("POST", "assets/events", json={"asset_id": asset["id"], "extra": extra})
+        time.sleep(15)  # several scheduler loops: nothing may start beside the active run
+        assert {r["dag_run_id"] for r in client.dag_runs(dag)} - earlier == {active}
+
+        client.request("PATCH", f"dags/{dag}/dagRuns/{active}", json={"state": "failed"})
+        (follow_up,) = wait_for(lambda: new_runs(client, dag, earlier | {active}), 120, "the follow-up run")
+        # Airflow hands the run only the event that queued it; its decision takes in all five.
+        assert storm_signals(decided_signals(client, dag, follow_up)) == list(range(storm))
+        client.request("PATCH", f"dags/{dag}/dagRuns/{follow_up}", json={"state": "failed"})
+        time.sleep(15)  # and no second follow-up
+        assert new_runs(client, dag, earlier | {active}) == [follow_up]
+
+        # The next signal starts a run that decides on it alone: none of the storm twice.
+        extra = {"signals": ["data_drift"], "storm": storm}
+        client.request("POST", "assets/events", json={"asset_id": asset["id"], "extra": extra})
+        (after,) = wait_for(lambda: new_runs(client, dag, earlier | {active, follow_up}), 120, "the next run")
+        assert storm_signals(decided_signals(client, dag, after)) == [storm]
+        client.request("PATCH", f"dags/{dag}/dagRuns/{after}", json={"state": "failed"})
+    finally:
+        set_slots(client, DVC_POOL, 1)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from airloop.config import GateConfig, RetrainingConfig
 from airloop.evaluation.evidence import Evidence, SegmentScore, paired_bootstrap_gain, weighted_metric
 from airloop.evaluation.gate import compare_to_champion
-from airloop.training.policy import should_retrain
+from airloop.training.policy import should_retrain, triggers_of_event
 
 AUC_GATE = GateConfig(metric="roc_auc", min_improvement=0.0, min_baseline_margin=0.02)
 
@@ -112,3 +114,36 @@ def test_retraining_policy() -> None:
     never_on_drift = RetrainingConfig(on_new_data=True, on_drift=False)
     assert not should_retrain(never_on_drift, {"drift"}, has_champion=True).retrain
     assert should_retrain(never_on_drift, {"new_data"}, has_champion=True).retrain
+    # A run queued by signals that an earlier run's decision already took into account.
+    nothing = should_retrain(never_on_drift, set(), has_champion=True)
+    assert not nothing.retrain and "no signal since the last decision" in nothing.reason
+    assert should_retrain(never_on_drift, set(), has_champion=False).retrain
+
+
+def test_schedule_performance_drop_and_drift_cooldown() -> None:
+    policy = RetrainingConfig(on_performance_drop=True, schedule="0 3 * * 1", drift_cooldown_hours=6)
+    last = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    inside, after = last + timedelta(hours=5), last + timedelta(hours=7)
+    held = should_retrain(policy, {"drift"}, True, last_drift_retrain=last, now=inside)
+    assert not held.retrain and held.cause is None
+    assert "drift_cooldown_hours=6.0 holds drift retrains until 2026-11-22T18:00:00+00:00" in held.reason
+    assert should_retrain(policy, {"drift"}, True, last_drift_retrain=last, now=after).cause == "drift"
+    assert should_retrain(policy, {"drift"}, True).cause == "drift"  # never retrained on drift yet
+    # The cooldown holds drift alone: a performance drop, the schedule, a person still retrain.
+    for trigger in ("performance_drop", "schedule", "manual"):
+        verdict = should_retrain(policy, {"drift", trigger}, True, last_drift_retrain=last, now=inside)
+        assert verdict.retrain and verdict.cause == trigger
+    no_drop = RetrainingConfig(on_performance_drop=False, on_drift=False)
+    refused = should_retrain(no_drop, {"performance_drop"}, True)
+    assert not refused.retrain and "on_performance_drop=False" in refused.reason
+
+
+def test_what_an_asset_event_triggers() -> None:
+    assert triggers_of_event("new_data", {"anything": 1}) == {"new_data"}
+    assert triggers_of_event("drift", {"signals": ["data_drift"]}) == {"drift"}
+    assert triggers_of_event("drift", {"signals": ["prediction_drift", "performance_drop"]}) == {
+        "drift",
+        "performance_drop",
+    }
+    assert triggers_of_event("drift", {"signals": ["performance_drop"]}) == {"performance_drop"}
+    assert triggers_of_event("drift", None) == {"drift"}  # e.g. posted over REST without a summary

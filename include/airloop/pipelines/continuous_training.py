@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,27 @@ from airloop.tracking import config_hash, tracking_client
 from airloop.training.dataset import TrainingWindow, assemble_training_set, require_columns
 from airloop.training.devices import resolve_device
 from airloop.training.docker_runner import container_name, wants_gpu
-from airloop.training.policy import should_retrain
+from airloop.training.policy import DRIFT, should_retrain
 from airloop.training.runners import run_local, train_command
 from airloop.training.search import best_trial, parent_run, record_best, trial_params
 from airloop.training.train import TrainRequest, TrainResult
 
+# A registered-model tag: when a drift-triggered run last decided to train (the cooldown's
+# clock), kept in the registry so every worker sees the same one.
+LAST_DRIFT_RETRAIN_TAG = "airloop.last_drift_retrain"
+
 
 def decide_retraining(config: AirloopConfig, paths: StatePaths, triggers: list[str], run_key: str) -> dict:
     """Whether this run trains; a run that does not leaves a record saying why."""
-    champion = current_champion(tracking_client(paths), config.model.registered_name)
-    verdict = should_retrain(config.retraining, set(triggers), champion is not None)
+    client = tracking_client(paths)
+    name = config.model.registered_name
+    champion = current_champion(client, name)
+    last = client.get_registered_model(name).tags.get(LAST_DRIFT_RETRAIN_TAG) if champion else None
+    verdict = should_retrain(
+        config.retraining, set(triggers), champion is not None, datetime.fromisoformat(last) if last else None
+    )
+    if verdict.cause == DRIFT:
+        client.set_registered_model_tag(name, LAST_DRIFT_RETRAIN_TAG, datetime.now(UTC).isoformat())
     if not verdict.retrain:
         partitions = validated_partitions(paths)
         record = {
