@@ -28,7 +28,8 @@ class Notify(BaseNotifier):
     """Send one airloop event (see `airloop.notifications`) to the `airloop_notify` connection.
 
     `details_from` names the task whose return value describes the event. A missing
-    connection sends nothing; an unreachable webhook is logged, never fails the task.
+    connection sends nothing; an unreachable webhook or mail server is logged, never fails
+    the task.
     """
 
     def __init__(self, event: str, details_from: str | None = None) -> None:
@@ -38,7 +39,7 @@ class Notify(BaseNotifier):
     def notify(self, context) -> None:
         from airflow.sdk import Connection
 
-        from airloop.notifications import CONNECTION_ID, notification, post, webhook_url
+        from airloop.notifications import CONNECTION_ID, deliver, notification
 
         try:
             connection = Connection.get(CONNECTION_ID)
@@ -58,8 +59,7 @@ class Notify(BaseNotifier):
             event = "failure"
         body = notification(event, ti.dag_id, ti.run_id, ti.task_id, details)
         try:
-            url = webhook_url(connection.conn_type, connection.host, connection.port, connection.schema)
-            post(url, body)
+            deliver(connection, body)
         except Exception as failed:  # noqa: BLE001 - a lost notification must not fail the pipeline
             self.log.warning("notification %s to %r failed: %s", self.event, CONNECTION_ID, failed)
 

@@ -1,17 +1,21 @@
-"""What airloop tells people, and how it reaches a webhook (Slack's incoming webhooks included).
+"""What airloop tells people, and how it reaches them: a webhook (Slack's incoming webhooks
+included) or email.
 
 Four events: a data partition blocked (quarantined), drift detected, a champion promoted,
 a task failed. The DAGs send them through an Airflow notifier (`airloop_wiring.Notify`)
-to the Airflow connection `airloop_notify`; without that connection nothing is sent. The
-body is JSON: `text` (one line a person reads; the field Slack shows) and the event's
-facts (`event`, `dag_id`, `run_id`, `task_id`, `details`) for a machine.
+to the Airflow connection `airloop_notify`; without that connection nothing is sent. A
+webhook gets JSON: `text` (one line a person reads; the field Slack shows) and the
+event's facts (`event`, `dag_id`, `run_id`, `task_id`, `details`) for a machine. An
+`smtp` connection gets an email: `text` as its subject, the facts as its body.
 """
 
 from __future__ import annotations
 
 import json
+import smtplib
 import urllib.request
-from typing import Any
+from email.message import EmailMessage
+from typing import Any, Protocol
 
 CONNECTION_ID = "airloop_notify"
 EVENTS = {
@@ -66,3 +70,50 @@ def post(url: str, body: dict[str, Any], timeout: float = 10) -> int:
     )
     with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - the operator's URL
         return int(answer.status)
+
+
+class Destination(Protocol):
+    """The fields of an Airflow connection that say where a notification goes."""
+
+    conn_type: str | None
+    host: str | None
+    port: int | None
+    schema: str | None
+    login: str | None
+    password: str | None
+    extra_dejson: dict[str, Any]
+
+
+EMAIL_CONN_TYPES = ("smtp", "email")
+
+
+def deliver(destination: Destination, body: dict[str, Any]) -> None:
+    """Send the body by email (an smtp connection) or to a webhook (any other)."""
+    if destination.conn_type in EMAIL_CONN_TYPES:
+        send_email(destination, body)
+    else:
+        url = webhook_url(destination.conn_type, destination.host, destination.port, destination.schema)
+        post(url, body)
+
+
+def send_email(destination: Destination, body: dict[str, Any], timeout: float = 10) -> None:
+    """One email per event: to `extra.to` (a list or comma-separated), from `extra.from`;
+    `extra.ssl` for SMTPS, `extra.starttls` to upgrade, the login when the connection has one."""
+    extra = destination.extra_dejson
+    recipients = extra.get("to") or []
+    if isinstance(recipients, str):
+        recipients = [r.strip() for r in recipients.split(",") if r.strip()]
+    if not destination.host or not recipients:
+        raise ValueError(f"connection {CONNECTION_ID!r} (smtp) needs a host and extra.to (the recipients)")
+    message = EmailMessage()
+    message["Subject"] = body["text"]
+    message["From"] = extra.get("from", "airloop@localhost")
+    message["To"] = ", ".join(recipients)
+    message.set_content(f"{body['text']}\n\n{json.dumps(body, indent=2, default=str)}\n")
+    smtp = smtplib.SMTP_SSL if extra.get("ssl") else smtplib.SMTP
+    with smtp(destination.host, destination.port or 0, timeout=timeout) as server:
+        if extra.get("starttls"):
+            server.starttls()
+        if destination.login:
+            server.login(destination.login, destination.password or "")
+        server.send_message(message)

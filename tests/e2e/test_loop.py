@@ -22,7 +22,7 @@ from airloop.registry import CHAMPION
 from airloop.stack import EmbeddedStack
 from airloop.tracking import tracking_client
 from tests.conftest import FLIGHTS_CONFIG
-from tests.webhook import Receiver
+from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
 MONTHS = [1, 2, 3]

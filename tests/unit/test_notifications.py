@@ -1,13 +1,16 @@
-"""Notifications: the body each event sends, posted for real to a local HTTP receiver."""
+"""Notifications: the body each event sends, delivered for real to a local webhook and a
+local mail server."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from airloop.notifications import notification, post, webhook_url
-from tests.webhook import Receiver
+from airloop.notifications import deliver, notification, post, webhook_url
+from tests.receivers import MailReceiver, Receiver
 
 
 @pytest.fixture
@@ -54,3 +57,44 @@ def test_the_url_of_a_connection() -> None:
     assert webhook_url("https", "example.org", None, "/a/b") == "https://example.org/a/b"
     with pytest.raises(ValueError, match="no host"):
         webhook_url("http", None, None, None)
+
+
+@dataclass
+class Connection:
+    """The fields of an Airflow connection that `deliver` reads."""
+
+    conn_type: str
+    host: str | None
+    port: int | None = None
+    schema: str | None = None
+    login: str | None = None
+    password: str | None = None
+    extra_dejson: dict[str, Any] = field(default_factory=dict)
+
+
+def test_an_http_connection_delivers_to_its_webhook(receiver: Receiver) -> None:
+    port = receiver.server_address[1]
+    deliver(Connection("http", "127.0.0.1", port, "hook"), notification("promotion", "d", "r", "t"))
+    assert receiver.events() == ["promotion"]
+
+
+def test_an_smtp_connection_delivers_an_email() -> None:
+    mail = MailReceiver().start()
+    try:
+        to = {"to": "ml@example.org, oncall@example.org", "from": "airloop@example.org"}
+        body = notification(
+            "blocked_partition", "ingest_data", "r1", "validate", {"error": "distance missing"}
+        )
+        deliver(Connection("smtp", "127.0.0.1", mail.port, extra_dejson=to), body)
+    finally:
+        mail.stop()
+    (message,) = mail.messages
+    assert message["Subject"] == body["text"] and "error: distance missing" in message["Subject"]
+    assert message["From"] == "airloop@example.org"
+    assert message["X-Envelope-To"] == "ml@example.org, oncall@example.org"
+    assert '"event": "blocked_partition"' in message.get_content()
+
+
+def test_an_smtp_connection_without_recipients_is_named() -> None:
+    with pytest.raises(ValueError, match="needs a host and extra.to"):
+        deliver(Connection("smtp", "127.0.0.1", 25), notification("failure", "d", "r", "t"))

@@ -1,10 +1,16 @@
-"""A webhook receiver on 127.0.0.1 for notification tests: keeps every JSON body posted."""
+"""Receivers on 127.0.0.1 for notification tests: a webhook that keeps every JSON body
+posted, and a mail server that keeps every message sent."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from aiosmtpd.controller import Controller
 
 
 class Receiver(HTTPServer):
@@ -42,3 +48,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+class MailReceiver:
+    """An SMTP server (aiosmtpd) in its own thread from `start()` until `stop()`."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's name
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 OK"
+
+    def start(self) -> MailReceiver:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
