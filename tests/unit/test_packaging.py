@@ -442,3 +442,45 @@ def test_readiness_and_prometheus_metrics_are_served(served: tuple[str, str]) ->
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as metrics:
         text = metrics.read().decode()
     assert metrics.status == 200 and "# TYPE" in text and 'endpoint="/predict"' in text
+
+
+def test_the_request_timeout_answers_504_and_cancels_its_timer_once_answered(registered: Registered) -> None:
+    import asyncio
+
+    from bentoml._internal.server.http import traffic
+
+    reg = registered
+    service, _ = _load_service(build_bento(reg.config, _model_uri(reg, "1"), "1", reg.paths))
+    assert traffic.TimeoutMiddleware is service.RequestTimeout  # what the server builds on
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            await asyncio.sleep(5)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def request(path: str) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await service.RequestTimeout(app, timeout=0.2)({"type": "http", "path": path}, None, send)
+        return sent
+
+    async def scenario() -> tuple[list[dict], list[dict], list[asyncio.TimerHandle]]:
+        loop, timers = asyncio.get_running_loop(), []
+        schedule = loop.call_later
+
+        def recorded(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            timers.append(schedule(*args, **kwargs))
+            return timers[-1]
+
+        loop.call_later = recorded  # type: ignore[method-assign]
+        return await request("/fast"), await request("/slow"), timers
+
+    fast, slow, timers = asyncio.run(scenario())
+    assert fast[0]["status"] == 200 and slow[0]["status"] == 504
+    assert b"not able to process the request in 0.2 seconds" in slow[1]["body"]
+    # BentoML's own left the timer (and the request's context) alive for the full timeout.
+    assert timers and timers[0].cancelled()
