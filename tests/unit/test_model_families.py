@@ -80,6 +80,9 @@ def test_each_family_trains_logs_its_curve_and_serves_the_training_transforms(
     service = _service_module(family_config)
     records = json.loads(rows[list(family_config.dataset.features)].to_json(orient="records"))
     records[0]["carrier"], records[1]["dep_delay"] = "NEVER-SEEN", None
+    # A null in a nullable numeric is scored by every family, not passed on as NaN.
+    served = model.predict_proba(service.feature_frame(records, service.ARGS))[:, 1]
+    assert np.all(np.isfinite(served))
     encode = service.compiled_inputs(model, service.ARGS)
     if family == "sklearn_linear":
         assert encode is None  # one-hot columns: served through the pipeline

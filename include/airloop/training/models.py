@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from sklearn.compose import ColumnTransformer
-from sklearn.pipeline import Pipeline
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from airloop.config import AirloopConfig
@@ -42,10 +43,13 @@ def _network_preprocessing(config: AirloopConfig) -> ColumnTransformer:
 
 
 def _linear_preprocessing(config: AirloopConfig) -> ColumnTransformer:
+    # A linear model takes no NaN: a missing number becomes the training mean (0 once
+    # scaled), as the MLP does. Trees route missing values themselves.
+    numeric = make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler())
     return ColumnTransformer(
         [
             ("categorical", OneHotEncoder(handle_unknown="ignore"), config.dataset.categorical_features()),
-            ("numeric", StandardScaler(), config.dataset.numeric_features()),
+            ("numeric", numeric, config.dataset.numeric_features()),
         ]
     )
 
