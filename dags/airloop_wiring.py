@@ -7,10 +7,14 @@ Imported by the DAG files (Airflow puts this folder on sys.path); not a DAG itse
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseNotifier
 
 from airloop.pools import DVC_POOL, PROMOTION_POOL
+
+if TYPE_CHECKING:
+    from airloop.config import AirloopConfig
 
 __all__ = ["DVC_POOL", "PROMOTION_POOL"]
 
@@ -22,6 +26,29 @@ CHAMPION_MODEL = Asset(name="champion_model", uri="airloop://champion_model", gr
 TRIGGER_OF_ASSET = {VALIDATED_DATA.name: "new_data", DRIFT_DETECTED.name: "drift"}
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def run_params(dag_id: str) -> dict:
+    """The DAG's trigger-form fields (`airloop.run_params`), as typed Airflow Params."""
+    from airflow.sdk import Param
+
+    from airloop.run_params import param_specs
+
+    return {name: Param(**spec) for name, spec in param_specs(dag_id).items()}
+
+
+def run_config(config: AirloopConfig, context: Any) -> AirloopConfig:
+    """The config for this run: the run's params laid over `config`. A bad param fails the
+    task at once (no retry), naming the config key."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airloop.config import ConfigError
+    from airloop.run_params import config_for_run
+
+    try:
+        return config_for_run(config, context["dag"].dag_id, context["params"])
+    except ConfigError as error:
+        raise AirflowFailException(str(error)) from None
 
 
 class Notify(BaseNotifier):

@@ -29,6 +29,8 @@ from airloop_wiring import (
     TRIGGER_OF_ASSET,
     VALIDATED_DATA,
     Notify,
+    run_config,
+    run_params,
 )
 
 from airloop.config import load_config
@@ -100,6 +102,7 @@ def _schedule():
     tags=["airloop", "training"],
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    params=run_params("continuous_training"),
 )
 def continuous_training():
     @task.short_circuit(inlets=list(TRIGGER_ASSETS))
@@ -108,7 +111,7 @@ def continuous_training():
 
         signals = _pending_signals(context)
         triggers = _triggers(context, signals)
-        verdict = decide_retraining(CONFIG, PATHS, triggers, context["run_id"])
+        verdict = decide_retraining(run_config(CONFIG, context), PATHS, triggers, context["run_id"])
         _mark_decided(context, signals)
         context["ti"].xcom_push(key="signals", value=signals)
         context["ti"].xcom_push(key="triggers", value=triggers)
@@ -117,16 +120,16 @@ def continuous_training():
         return bool(verdict["retrain"])
 
     @task(pool=DVC_POOL)
-    def prepare_training_set() -> dict:
+    def prepare_training_set(**context) -> dict:
         from airloop.pipelines.continuous_training import prepare_training_set
 
-        return prepare_training_set(CONFIG, PATHS)
+        return prepare_training_set(run_config(CONFIG, context), PATHS)
 
     @task
     def plan_training(window: dict, **context) -> list[dict]:
         from airloop.pipelines.continuous_training import plan_training
 
-        return plan_training(CONFIG, PATHS, window, context["run_id"])
+        return plan_training(run_config(CONFIG, context), PATHS, window, context["run_id"])
 
     @task(max_active_tis_per_dagrun=CONFIG.training.max_parallel_trials)
     def train_trial(trial: dict) -> dict:
@@ -135,17 +138,17 @@ def continuous_training():
         return train_trial(trial)
 
     @task
-    def select_candidate(trials: list[dict]) -> dict:
+    def select_candidate(trials: list[dict], **context) -> dict:
         from airloop.pipelines.continuous_training import select_candidate
 
-        return select_candidate(CONFIG, PATHS, trials)
+        return select_candidate(run_config(CONFIG, context), PATHS, trials)
 
     @task
     def evaluate_candidate(window: dict, candidate: dict, **context) -> dict:
         from airloop.pipelines.continuous_training import evaluate
 
         triggers = context["ti"].xcom_pull(task_ids="decide_retraining", key="triggers")
-        record = evaluate(CONFIG, PATHS, window, candidate, context["run_id"], triggers)
+        record = evaluate(run_config(CONFIG, context), PATHS, window, candidate, context["run_id"], triggers)
         path = PATHS.decision_record(context["run_id"])
         print(path.with_suffix(".md").read_text())  # the decision, readable in this task's log
         print(f"decision record: {path} (.md beside it; MLflow run {record['candidate_run_id']}: decision/)")
@@ -164,13 +167,13 @@ def continuous_training():
     def register_model(decision: dict, window: dict, **context) -> dict:
         from airloop.pipelines.continuous_training import register
 
-        return register(CONFIG, PATHS, decision, window, context["run_id"])
+        return register(run_config(CONFIG, context), PATHS, decision, window, context["run_id"])
 
     @task
-    def package_model(model: dict, window: dict) -> dict:
+    def package_model(model: dict, window: dict, **context) -> dict:
         from airloop.pipelines.continuous_training import package
 
-        return package(CONFIG, PATHS, model, window)
+        return package(run_config(CONFIG, context), PATHS, model, window)
 
     @task(
         outlets=[CHAMPION_MODEL],
@@ -182,7 +185,7 @@ def continuous_training():
 
         from airloop.pipelines.continuous_training import promote
 
-        outcome = promote(CONFIG, PATHS, packaged, window, candidate, context["run_id"])
+        outcome = promote(run_config(CONFIG, context), PATHS, packaged, window, candidate, context["run_id"])
         if not outcome["promoted"]:
             # Skipped, not failed: the gate refused after the champion moved; no asset event.
             raise AirflowSkipException(f"not promoted after re-evaluation: {outcome['reason']}")

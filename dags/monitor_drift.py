@@ -17,7 +17,15 @@ the summary (which signals, which columns, how much, which report)."""
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from airloop_wiring import DEFAULT_ARGS, DRIFT_DETECTED, START_DATE, VALIDATED_DATA, Notify
+from airloop_wiring import (
+    DEFAULT_ARGS,
+    DRIFT_DETECTED,
+    START_DATE,
+    VALIDATED_DATA,
+    Notify,
+    run_config,
+    run_params,
+)
 
 from airloop.config import load_config
 from airloop.paths import StatePaths
@@ -37,13 +45,14 @@ PATHS = StatePaths.from_env()
     tags=["airloop", "monitoring"],
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    params=run_params("monitor_drift"),
 )
 def monitor_drift():
     @task
     def measure_drift(**context) -> dict:
         from airloop.pipelines.monitor_drift import check_drift
 
-        summary = check_drift(CONFIG, PATHS, context["run_id"])
+        summary = check_drift(run_config(CONFIG, context), PATHS, context["run_id"])
         print(f"{summary['status']}: {summary['reason']}")
         return summary
 

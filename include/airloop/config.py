@@ -452,6 +452,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AirloopConfig:
     return parse_config(merged, " + ".join(str(f) for f in files))
 
 
+def with_overrides(config: AirloopConfig, overrides: dict[str, Any], source: str) -> AirloopConfig:
+    """The config with some keys replaced (sections merged as overlays are), validated again."""
+    return parse_config(_overlay(config.model_dump(mode="json"), overrides), source)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")

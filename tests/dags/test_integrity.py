@@ -115,3 +115,20 @@ def test_ingest_waits_the_way_its_source_needs(tmp_path, source, first_task) -> 
         line.partition(" ")[::2] for line in done.stdout.splitlines() if line.startswith(("ERRORS", "ROOTS"))
     )
     assert lines == {"ERRORS": "0", "ROOTS": first_task}
+
+
+@pytest.mark.parametrize("dag_id", ["continuous_training", "monitor_drift"])
+def test_the_trigger_form_has_typed_described_params_that_reach_the_config(dagbag, dag_id) -> None:
+    from airloop.config import load_config
+    from airloop.run_params import config_for_run
+
+    params = dagbag.dags[dag_id].params
+    assert params, f"{dag_id} has no trigger form"
+    for name in params:
+        param = params.get_param(name)
+        assert param.schema.get("type") and param.schema.get("title") and len(param.description or "") > 20, (
+            name
+        )
+    config = load_config()
+    # The form's defaults leave the config as it is.
+    assert config_for_run(config, dag_id, params.dump()) == config

@@ -1,0 +1,88 @@
+"""The settings a person may change for one DAG run: the Airflow trigger form's fields.
+
+Each is a typed Airflow Param (the form shows its title and description) that lays one
+config key over the config for that run only. The merged config is validated like a
+config file, so a bad value fails the run's first task, before any compute, naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airloop.config import AirloopConfig, with_overrides
+
+# {dag_id: {param: (config section, config key, Param keyword arguments)}}
+RUN_PARAMS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
+    "continuous_training": {
+        "model_params": (
+            "model",
+            "params",
+            {
+                "default": {},
+                "type": "object",
+                "title": "Model hyperparameters",
+                "description": 'Laid over model.params for this run, e.g. {"max_depth": 8}. '
+                "Empty: the config's.",
+            },
+        ),
+        "window_partitions": (
+            "split",
+            "window_partitions",
+            {
+                "default": None,
+                "type": ["null", "integer"],
+                "minimum": 1,
+                "title": "Training window (partitions)",
+                "description": "How many of the newest validated partitions to train on "
+                "(split.window_partitions). Empty: the config's.",
+            },
+        ),
+        "min_improvement": (
+            "gate",
+            "min_improvement",
+            {
+                "default": None,
+                "type": ["null", "number"],
+                "title": "Gate margin",
+                "description": "How much the candidate must beat the champion by on the gate's "
+                "metric (gate.min_improvement). Empty: the config's.",
+            },
+        ),
+    },
+    "monitor_drift": {
+        "window_partitions": (
+            "drift",
+            "window_partitions",
+            {
+                "default": None,
+                "type": ["null", "integer"],
+                "minimum": 1,
+                "title": "Current window (partitions)",
+                "description": "How many of the newest validated partitions to compare with the "
+                "champion's training data (drift.window_partitions). Empty: the config's.",
+            },
+        ),
+    },
+}
+
+
+def param_specs(dag_id: str) -> dict[str, dict[str, Any]]:
+    """{param: Param keyword arguments} for a DAG's trigger form."""
+    return {name: dict(kwargs) for name, (_, _, kwargs) in RUN_PARAMS.get(dag_id, {}).items()}
+
+
+def run_overrides(dag_id: str, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The config keys a run's params set ({section: {key: value}}); empty ones set nothing."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, (section, key, _) in RUN_PARAMS.get(dag_id, {}).items():
+        value = params.get(name)
+        if value is not None and value != {}:
+            overrides.setdefault(section, {})[key] = value
+    return overrides
+
+
+def config_for_run(config: AirloopConfig, dag_id: str, params: Mapping[str, Any]) -> AirloopConfig:
+    """The config with the run's params laid over it; ConfigError names a bad one."""
+    overrides = run_overrides(dag_id, params)
+    return with_overrides(config, overrides, f"{dag_id} run params {overrides}") if overrides else config
