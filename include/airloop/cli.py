@@ -163,6 +163,27 @@ def cmd_stack(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths
     return 0
 
 
+def cmd_trigger(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.trigger import TriggerError, client_from_env, default_run_id, parse_conf, trigger
+
+    try:
+        conf = parse_conf(args.conf)
+        run_id = args.run_id or default_run_id(conf)
+        run = trigger(client_from_env(paths), args.dag, conf, run_id, args.wait, args.timeout)
+    except TriggerError as error:
+        print(f"airloop trigger: {error}", file=sys.stderr)
+        return error.exit_code
+    _print(run.to_dict())
+    if run.already_triggered:
+        print(f"airloop trigger: run {run.run_id} was triggered before (a rerun): not again", file=sys.stderr)
+    if run.failed_tasks:
+        print(
+            f"airloop trigger: {run.dag_id} failed in {', '.join(run.failed_tasks)}: {run.url}",
+            file=sys.stderr,
+        )
+    return run.exit_code
+
+
 def _months(text: str) -> list[int]:
     """'1-12' or '1,2,5' → month numbers."""
     months: list[int] = []
@@ -234,6 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser("summary", help="one row per month: what the loop did").set_defaults(
         func=cmd_demo_summary
     )
+
+    triggering = sub.add_parser(
+        "trigger",
+        help="trigger a DAG run over Airflow's REST API (as CI does); exit 0 succeeded, 1 failed, "
+        "2 refused, 3 paused, 4 timed out, 5 not authorised, 6 unreachable",
+    )
+    triggering.add_argument("dag", help="the DAG id, e.g. continuous_training")
+    triggering.add_argument("--conf", help="the run's conf (its params), a JSON object")
+    triggering.add_argument("--run-id", help="default: the same for every attempt of one CI pipeline run")
+    triggering.add_argument(
+        "--wait", action="store_true", help="wait for the run to finish; exit with its state"
+    )
+    triggering.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
+    triggering.set_defaults(func=cmd_trigger, needs_config=False)
 
     stack = sub.add_parser("stack", help="the embedded Airflow (api-server, scheduler, ...)")
     stack.add_argument("action", choices=["up", "down", "status"])

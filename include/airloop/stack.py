@@ -45,12 +45,12 @@ class EmbeddedStack:
         self.paths = paths
         self.home = paths.airflow_home
         self.config_path = config_path or os.environ.get("AIRLOOP_CONFIG")
-        self._settings_file = self.home / "airloop-stack.json"
+        self.settings_file = self.home / "airloop-stack.json"
 
     # -- settings kept across restarts: the port, secrets and the admin password ---------------
     def settings(self) -> dict:
-        if self._settings_file.exists():
-            return dict(json.loads(self._settings_file.read_text()))
+        if self.settings_file.exists():
+            return dict(json.loads(self.settings_file.read_text()))
         self.home.mkdir(parents=True, exist_ok=True)
         settings = {
             "port": free_port(),
@@ -58,8 +58,8 @@ class EmbeddedStack:
             "api_secret": secrets.token_urlsafe(32),
             "password": secrets.token_urlsafe(12),
         }
-        self._settings_file.write_text(json.dumps(settings))
-        self._settings_file.chmod(0o600)
+        self.settings_file.write_text(json.dumps(settings))
+        self.settings_file.chmod(0o600)
         passwords = self.home / "passwords.json"
         passwords.write_text(json.dumps({USERNAME: settings["password"]}))
         passwords.chmod(0o600)

@@ -7,10 +7,14 @@ broken partition is landed and must be quarantined without reaching training.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from airloop.config import load_config
@@ -21,6 +25,7 @@ from airloop.pools import DVC_POOL
 from airloop.registry import CHAMPION
 from airloop.stack import EmbeddedStack
 from airloop.tracking import tracking_client
+from airloop.trigger import CI_RUN_IDS
 from tests.conftest import FLIGHTS_CONFIG
 from tests.receivers import Receiver
 
@@ -251,3 +256,119 @@ def test_a_storm_of_drift_signals_during_a_training_run_leads_to_exactly_one_fol
         client.request("PATCH", f"dags/{dag}/dagRuns/{after}", json={"state": "failed"})
     finally:
         set_slots(client, DVC_POOL, 1)
+
+
+# -- `airloop trigger` (what CI runs) against this stack's real api-server and scheduler ---------
+
+
+def airloop_trigger(stack: EmbeddedStack, *args: str, password: str | None = None, **env: str):
+    """Run the `airloop trigger` command as CI would: Airflow's address and login from env."""
+    client = stack.client()
+    ci_env = {
+        **os.environ,
+        "AIRLOOP_AIRFLOW_URL": client.base_url,
+        "AIRLOOP_AIRFLOW_USERNAME": client.username,
+        "AIRLOOP_AIRFLOW_PASSWORD": password or client.password,
+    }
+    for name in CI_RUN_IDS:  # this machine's own CI must not decide the run id
+        ci_env.pop(name, None)
+    ci_env.update(env)
+    airloop = Path(sys.executable).parent / "airloop"
+    return subprocess.run(
+        [str(airloop), "trigger", *args], env=ci_env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_a_bad_param_is_refused_at_the_trigger_or_fails_the_first_task(loop) -> None:
+    _, stack, _ = loop
+    dag = "continuous_training"
+    # The trigger form's own schema: a window below one partition is refused by Airflow.
+    refused = airloop_trigger(stack, dag, "--conf", '{"window_partitions": 0}')
+    assert refused.returncode == 2 and "window_partitions" in refused.stderr
+    # The config's schema: a hyperparameter out of range fails the decision, before training.
+    bad = airloop_trigger(
+        stack, dag, "--conf", '{"model_params": {"max_depth": 0}}', "--wait", "--timeout", "300"
+    )
+    assert bad.returncode == 1, bad.stderr
+    run = json.loads(bad.stdout)
+    assert run["state"] == "failed" and run["failed_tasks"] == ["decide_retraining"]
+    log = stack.client().request(
+        "GET", f"dags/{dag}/dagRuns/{run['run_id']}/taskInstances/decide_retraining/logs/1"
+    )
+    assert "params.max_depth: Input should be greater than or equal to 1" in str(log)
+
+
+def test_a_ci_job_triggers_waits_and_a_rerun_of_it_triggers_nothing(loop) -> None:
+    _, stack, _ = loop
+    client, dag = stack.client(), "monitor_drift"
+    before = {r["dag_run_id"] for r in client.dag_runs(dag)}
+    job = {"GITHUB_RUN_ID": f"e2e{time.time_ns()}"}
+    first = airloop_trigger(stack, dag, "--wait", "--timeout", "300", **job)
+    assert first.returncode == 0, first.stderr
+    run = json.loads(first.stdout)
+    assert run["state"] == "success" and not run["already_triggered"]
+    assert run["run_id"].startswith(f"ci__{job['GITHUB_RUN_ID']}__")
+
+    again = airloop_trigger(stack, dag, "--wait", **job)  # the CI job, rerun
+    assert again.returncode == 0, again.stderr
+    rerun = json.loads(again.stdout)
+    assert rerun["run_id"] == run["run_id"] and rerun["already_triggered"] and rerun["state"] == "success"
+    assert "was triggered before" in again.stderr
+    assert {r["dag_run_id"] for r in client.dag_runs(dag)} - before == {run["run_id"]}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def expired(token: str, stack: EmbeddedStack) -> str:
+    """`token` with its expiry moved an hour into the past, signed again with the stack's secret."""
+    import jwt
+
+    algorithm = jwt.get_unverified_header(token)["alg"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    claims["exp"] = int(time.time()) - 3600
+    return jwt.encode(claims, stack.settings()["jwt_secret"], algorithm=algorithm)
+
+
+def test_the_api_refuses_no_token_a_bad_token_a_bad_payload_and_a_duplicate(loop) -> None:
+    _, stack, _ = loop
+    client = stack.client()
+    runs = f"{client.base_url}/api/v2/dags/monitor_drift/dagRuns"
+    assert requests.get(runs, timeout=30).status_code == 401
+    # A token past its expiry, signed with the stack's own secret: 401, "Token Expired".
+    assert requests.get(runs, headers=bearer(expired(client.token(), stack)), timeout=30).status_code == 401
+    # Airflow answers a token it did not sign (or cannot parse) with 403 "Invalid JWT token".
+    forged = requests.get(runs, headers=bearer("not-a-token"), timeout=30)
+    assert forged.status_code == 403 and "Invalid JWT token" in forged.text
+    login = {"username": client.username, "password": "wrong"}
+    assert requests.post(f"{client.base_url}/auth/token", json=login, timeout=30).status_code == 401
+
+    token = bearer(client.token())
+    bad = requests.post(runs, headers=token, json={"logical_date": None, "conf": [1, 2]}, timeout=30)
+    assert bad.status_code == 422 and "conf" in bad.text
+    body = {"logical_date": None, "dag_run_id": f"duplicate_{time.time_ns()}"}
+    assert requests.post(runs, headers=token, json=body, timeout=30).status_code == 200
+    assert requests.post(runs, headers=token, json=body, timeout=30).status_code == 409
+
+    denied = airloop_trigger(stack, "monitor_drift", password="wrong")
+    assert denied.returncode == 5 and "not authorised" in denied.stderr
+    malformed = airloop_trigger(stack, "monitor_drift", "--conf", "[1, 2]")
+    assert malformed.returncode == 2 and "--conf must be a JSON object" in malformed.stderr
+    unknown = airloop_trigger(stack, "no_such_dag")
+    assert unknown.returncode == 2 and "no DAG 'no_such_dag'" in unknown.stderr
+
+
+def test_triggering_a_paused_dag_says_so_and_never_hangs(loop) -> None:
+    _, stack, _ = loop
+    client, dag = stack.client(), "rollback_champion"
+    before = {r["dag_run_id"] for r in client.dag_runs(dag)}
+    client.request("PATCH", f"dags/{dag}", json={"is_paused": True})
+    try:
+        started = time.monotonic()
+        paused = airloop_trigger(stack, dag, "--wait", "--timeout", "300")
+        assert time.monotonic() - started < 60
+        assert paused.returncode == 3 and f"DAG {dag} is paused" in paused.stderr
+        assert {r["dag_run_id"] for r in client.dag_runs(dag)} == before  # nothing triggered
+    finally:
+        client.request("PATCH", f"dags/{dag}", json={"is_paused": False})
