@@ -134,9 +134,9 @@ def cmd_demo_run(args: argparse.Namespace, config: AirloopConfig, paths: StatePa
     from airloop.demo.replay import replay
 
     if args.fresh and paths.home.exists():
-        from airloop.stack import EmbeddedStack
+        from airloop.stack import Stack
 
-        EmbeddedStack(paths).stop()
+        Stack(paths).stop()
         shutil.rmtree(paths.home)
 
     return replay(config, paths, months=args.months, keep_running=args.keep_running)
@@ -150,9 +150,17 @@ def cmd_demo_summary(args: argparse.Namespace, config: AirloopConfig, paths: Sta
 
 
 def cmd_stack(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.stack import EmbeddedStack
+    from airloop.stack import Stack, Topology
 
-    stack = EmbeddedStack(paths)
+    wanted = None
+    if args.action == "up" and args.executor:
+        wanted = Topology(args.executor, args.database_url, args.broker_url, args.mlflow_database_url)
+    try:
+        stack = Stack(paths, topology=wanted)
+        stack.settings()
+    except ValueError as error:
+        print(f"airloop stack: {error}", file=sys.stderr)
+        return 2
     if args.action == "up":
         stack.start()
         _print(stack.describe())
@@ -160,6 +168,18 @@ def cmd_stack(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths
         stack.stop()
     else:
         _print(stack.describe())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    import signal
+
+    from airloop.packaging.champion_server import serve_champion
+
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, _: stopping.append(number))
+    serve_champion(config, paths, args.host, args.port, args.poll, should_stop=lambda: bool(stopping))
     return 0
 
 
@@ -234,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "devices", help="the device training would use here (GPU or CPU), from training.gpu"
     ).set_defaults(func=cmd_devices)
+    serve = sub.add_parser("serve", help="serve the champion's bento; follow the champion when it moves")
+    serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 in a container")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--poll", type=float, default=30, help="seconds between looks at the champion alias")
+    serve.set_defaults(func=cmd_serve)
     retrain = sub.add_parser("retrain", help="the whole continuous-training flow in this process")
     retrain.add_argument(
         "--trigger", default="manual", choices=["manual", "drift", "new_data", "performance_drop", "schedule"]
@@ -270,8 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     triggering.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
     triggering.set_defaults(func=cmd_trigger, needs_config=False)
 
-    stack = sub.add_parser("stack", help="the embedded Airflow (api-server, scheduler, ...)")
+    stack = sub.add_parser(
+        "stack",
+        help="Airflow on this machine (api-server, scheduler, ...); the embedded default unless "
+        "`up --executor celery` (PostgreSQL, Redis, a Celery worker, an MLflow server) sets it up otherwise",
+    )
     stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--executor", choices=["local", "celery"], help="first `up` only; default local")
+    stack.add_argument("--database-url", help="Airflow's metadata database, e.g. postgresql+psycopg2://...")
+    stack.add_argument("--broker-url", help="Celery's broker, e.g. redis://127.0.0.1:6379/0")
+    stack.add_argument("--mlflow-database-url", help="run an MLflow server on this database")
     stack.set_defaults(func=cmd_stack)
     return parser
 

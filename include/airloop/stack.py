@@ -1,13 +1,22 @@
-"""The embedded default: Airflow 3 on this machine, no Docker, no servers to install.
+"""Airflow 3 (and what it needs) on this machine, as background processes on 127.0.0.1.
 
-SQLite under a project-local AIRFLOW_HOME, the LocalExecutor, and Airflow's own
-api-server, scheduler, dag-processor and triggerer as background processes on 127.0.0.1.
-Each process is started in its own session and stopped by its pid (and its group), so
-nothing outlives `stop()`.
+Two topologies, one code path:
+
+- `local`, the embedded default: no Docker, no servers to install. SQLite under a
+  project-local AIRFLOW_HOME, the LocalExecutor, MLflow's SQLite store under AIRLOOP_HOME.
+- `celery`, the production topology of docker-compose.yaml run natively: Airflow's metadata
+  on PostgreSQL, the CeleryExecutor with Redis as broker and a Celery worker process, and an
+  MLflow server on PostgreSQL. This is the path past one machine: more workers on other
+  hosts join the same broker.
+
+Airflow's own api-server, scheduler, dag-processor and triggerer run in both. Each process
+is started in its own session and stopped by its pid (and its group), so nothing outlives
+`stop()`.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -16,14 +25,18 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
+
+import requests
 
 from airloop.airflow_api import AirflowClient
 from airloop.paths import PROJECT_ROOT, StatePaths
 
 # Each Airflow component and its command. Log serving is skipped: on one machine the
 # api-server reads task logs from disk, and Airflow's log servers bind every interface.
-COMPONENTS = {
+AIRFLOW_COMPONENTS = {
     "api-server": ["api-server"],
     "scheduler": ["scheduler", "--skip-serve-logs"],
     "dag-processor": ["dag-processor"],
@@ -34,28 +47,67 @@ USERNAME = "admin"
 PARALLELISM = 3
 
 
+@dataclass(frozen=True)
+class Topology:
+    """How the stack runs tasks and where it keeps its state (see the module docstring)."""
+
+    executor: Literal["local", "celery"] = "local"
+    # Airflow's metadata database (a SQLAlchemy URL); None: SQLite under AIRFLOW_HOME.
+    database_url: str | None = None
+    # The Celery broker (celery only), e.g. redis://127.0.0.1:6379/0.
+    broker_url: str | None = None
+    # Set: an MLflow server on this store, on 127.0.0.1. None: MLflow's SQLite file.
+    mlflow_database_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.executor == "celery" and not (self.database_url and self.broker_url):
+            raise ValueError("the celery topology needs database_url (PostgreSQL) and broker_url (Redis)")
+        if self.executor == "celery" and self.database_url and self.database_url.startswith("sqlite"):
+            raise ValueError("the celery topology needs a database its worker can share: not SQLite")
+
+    @property
+    def celery(self) -> bool:
+        return self.executor == "celery"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-class EmbeddedStack:
-    def __init__(self, paths: StatePaths, config_path: str | None = None) -> None:
+class Stack:
+    """The stack under `paths.airflow_home`. Its topology, ports and secrets are chosen when it
+    is first set up and kept in a settings file there, so `airloop stack up` and
+    `airloop trigger` later find the same one."""
+
+    def __init__(
+        self, paths: StatePaths, config_path: str | None = None, topology: Topology | None = None
+    ) -> None:
         self.paths = paths
         self.home = paths.airflow_home
         self.config_path = config_path or os.environ.get("AIRLOOP_CONFIG")
         self.settings_file = self.home / "airloop-stack.json"
+        self._wanted = topology
 
-    # -- settings kept across restarts: the port, secrets and the admin password ---------------
+    # -- settings kept across restarts: topology, ports, secrets and the admin password --------
     def settings(self) -> dict:
         if self.settings_file.exists():
-            return dict(json.loads(self.settings_file.read_text()))
+            settings = dict(json.loads(self.settings_file.read_text()))
+            if self._wanted is not None and Topology(**settings["topology"]) != self._wanted:
+                raise ValueError(
+                    f"the stack under {self.home} was set up as {settings['topology']}; "
+                    f"`airloop stack down` and remove {self.home} to set it up as {asdict(self._wanted)}"
+                )
+            return settings
         self.home.mkdir(parents=True, exist_ok=True)
         settings = {
+            "topology": asdict(self._wanted or Topology()),
             "port": free_port(),
+            "mlflow_port": free_port(),
             "jwt_secret": secrets.token_urlsafe(32),
             "api_secret": secrets.token_urlsafe(32),
+            "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "password": secrets.token_urlsafe(12),
         }
         self.settings_file.write_text(json.dumps(settings))
@@ -66,16 +118,49 @@ class EmbeddedStack:
         return settings
 
     @property
+    def topology(self) -> Topology:
+        return Topology(**self.settings()["topology"])
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings()['port']}"
+
+    @property
+    def mlflow_url(self) -> str | None:
+        """The MLflow server's URL, when the topology runs one."""
+        if self.topology.mlflow_database_url is None:
+            return None
+        return f"http://127.0.0.1:{self.settings()['mlflow_port']}"
 
     def client(self) -> AirflowClient:
         return AirflowClient(self.url, USERNAME, self.settings()["password"])
 
+    def components(self) -> dict[str, list[str]]:
+        """Each process of this topology and its command, in the order they start."""
+        bin_dir = Path(sys.executable).parent
+        commands: dict[str, list[str]] = {}
+        topology = self.topology
+        if topology.mlflow_database_url is not None:
+            port = self.settings()["mlflow_port"]
+            commands["mlflow-server"] = mlflow_server_command(topology.mlflow_database_url, self.paths, port)
+        airflow = [str(bin_dir / "airflow")]
+        # Task processes are forked from the process that runs the executor's workers: there,
+        # the pipeline's libraries are imported once instead of in every task.
+        preloaded = [sys.executable, "-m", "airloop.preloaded_airflow"]
+        for component, args in AIRFLOW_COMPONENTS.items():
+            forks_tasks = component == "scheduler" and not topology.celery
+            commands[component] = [*(preloaded if forks_tasks else airflow), *args]
+        if topology.celery:
+            commands["celery-worker"] = [
+                *preloaded, "celery", "worker", "--skip-serve-logs", "--concurrency", str(PARALLELISM),
+            ]  # fmt: skip
+        return commands
+
     def env(self) -> dict[str, str]:
         """The environment every Airflow process (and so every task) runs with."""
-        settings = self.settings()
+        settings, topology = self.settings(), self.topology
         venv_bin = str(Path(sys.executable).parent)
+        database = topology.database_url or f"sqlite:///{self.home / 'airflow.db'}"
         env = {
             **os.environ,
             "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -83,13 +168,14 @@ class EmbeddedStack:
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if topology.celery else "LocalExecutor",
+            "AIRFLOW__CORE__FERNET_KEY": settings["fernet_key"],
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(settings["port"]),
             "AIRFLOW__API__SECRET_KEY": settings["api_secret"],
@@ -100,11 +186,18 @@ class EmbeddedStack:
             # The landing sensor resolves paths through this connection; paths are absolute.
             "AIRFLOW_CONN_FS_DEFAULT": json.dumps({"conn_type": "fs"}),
             "AIRLOOP_HOME": str(self.paths.home),
-            "MLFLOW_TRACKING_URI": self.paths.tracking_uri(),
+            "MLFLOW_TRACKING_URI": self.mlflow_url or self.paths.tracking_uri(),
             "BENTOML_HOME": str(self.paths.bentoml_home),
             "GX_ANALYTICS_ENABLED": "False",
+            # MLflow's download progress bars go to stderr, which task logs show as errors.
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             "NO_PROXY": "127.0.0.1,localhost",
         }
+        if topology.celery:
+            env["AIRFLOW__CELERY__BROKER_URL"] = str(topology.broker_url)
+            # Task states go back through the metadata database (Celery's `db+` backend).
+            env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{database}"
+            env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(PARALLELISM)
         if self.config_path:
             env["AIRLOOP_CONFIG"] = str(Path(self.config_path).resolve())
         return env
@@ -133,25 +226,28 @@ class EmbeddedStack:
 
     def start(self, timeout: float = 180) -> None:
         self.initialise()
-        logs = self.home / "logs" / "components"
-        logs.mkdir(parents=True, exist_ok=True)
-        for component, command in COMPONENTS.items():
-            if self._alive(component):
-                continue
-            log = open(logs / f"{component}.log", "ab")  # noqa: SIM115 - owned by the child
-            process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "airflow"), *command],
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            self._pid_file(component).write_text(str(process.pid))
+        for component, command in self.components().items():
+            if not self._alive(component):
+                self._launch(component, command)
+            if component == "mlflow-server":  # tasks need it from their first line
+                wait_until_answers(f"{self.mlflow_url}/health", timeout, "the MLflow server")
         self.client().wait_until_healthy(timeout)
 
+    def _launch(self, component: str, command: list[str]) -> None:
+        logs = self.home / "logs" / "components"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{component}.log", "ab")  # noqa: SIM115 - owned by the child
+        process = subprocess.Popen(
+            command, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._pid_file(component).write_text(str(process.pid))
+
     def stop(self, grace: float = 20) -> None:
-        """Stop every component by its pid and process group: SIGTERM, then SIGKILL."""
-        for component in COMPONENTS:
+        """Stop every component by its pid and process group, the last started first:
+        SIGTERM, then SIGKILL."""
+        if not self.settings_file.exists():
+            return  # never set up: nothing runs
+        for component in reversed(self.components()):
             pid = self._pid(component)
             if pid is None:
                 continue
@@ -167,7 +263,9 @@ class EmbeddedStack:
             "airflow_ui": self.url,
             "user": USERNAME,
             "password": self.settings()["password"],
-            "running": {c: self._alive(c) for c in COMPONENTS},
+            "topology": self.topology.executor,
+            "mlflow_server": self.mlflow_url,
+            "running": {c: self._alive(c) for c in self.components()},
             "airflow_home": str(self.home),
         }
 
@@ -183,6 +281,29 @@ class EmbeddedStack:
     def _alive(self, component: str) -> bool:
         pid = self._pid(component)
         return pid is not None and _running(pid)
+
+
+def mlflow_server_command(database_url: str, paths: StatePaths, port: int) -> list[str]:
+    """An MLflow tracking server on `database_url`, keeping artifacts under `paths`, on loopback."""
+    return [
+        str(Path(sys.executable).parent / "mlflow"), "server",
+        "--backend-store-uri", database_url,
+        "--artifacts-destination", str(paths.mlflow_artifacts),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+
+
+def wait_until_answers(url: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(url, timeout=5).ok:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not answer at {url} within {timeout:.0f} s")
+        time.sleep(1)
 
 
 def _running(pid: int) -> bool:

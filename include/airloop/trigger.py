@@ -70,9 +70,9 @@ def client_from_env(paths: StatePaths, env: Mapping[str, str] = os.environ) -> A
                 "AIRLOOP_AIRFLOW_URL is set: set AIRLOOP_AIRFLOW_USERNAME and AIRLOOP_AIRFLOW_PASSWORD",
             )
         return AirflowClient(url.rstrip("/"), user, password)
-    from airloop.stack import EmbeddedStack
+    from airloop.stack import Stack
 
-    stack = EmbeddedStack(paths)
+    stack = Stack(paths)
     if not stack.settings_file.exists():
         raise TriggerError(
             REFUSED,

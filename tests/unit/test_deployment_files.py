@@ -32,7 +32,7 @@ AIRFLOW_SERVICES = (
     "airflow-triggerer",
     "airflow-worker",
 )
-SERVICES = ("postgres", "redis", "mlflow", *AIRFLOW_SERVICES)
+SERVICES = ("postgres", "redis", "mlflow", "airloop-serving", *AIRFLOW_SERVICES)
 
 # Variables from .env that hold secrets, and the settings that must take them from there.
 SECRET_VARIABLES = frozenset(
@@ -226,7 +226,24 @@ def test_executor_is_celery(services: dict[str, dict[str, Any]]) -> None:
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080/"), (
             name
         )
-    assert services["airflow-worker"]["command"] == "celery worker"
+    assert services["airflow-worker"]["command"][-2:] == ["celery", "worker"]
+
+
+def test_the_worker_preloads_and_the_serving_container_follows_the_champion(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from airloop.cli import build_parser
+
+    worker = services["airflow-worker"]["command"]
+    assert worker[:3] == ["python", "-m", "airloop.preloaded_airflow"]
+    serving = services["airloop-serving"]
+    assert serving["command"][:3] == ["python", "-m", "airloop.cli"]
+    args = build_parser().parse_args(serving["command"][3:])
+    assert (args.func.__name__, args.host, args.port) == ("cmd_serve", "0.0.0.0", 3000)
+    assert serving["ports"] == ["3000:3000"] and "3000/readyz" in " ".join(serving["healthcheck"]["test"])
+    env = _environment(serving)
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000" and env["AIRLOOP_HOME"] == "/opt/airflow/state"
+    assert "airloop-state:/opt/airflow/state" in serving["volumes"]
 
 
 def test_airloop_environment(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:

@@ -484,3 +484,50 @@ def test_the_request_timeout_answers_504_and_cancels_its_timer_once_answered(reg
     assert b"not able to process the request in 0.2 seconds" in slow[1]["body"]
     # BentoML's own left the timer (and the request's context) alive for the full timeout.
     assert timers and timers[0].cancelled()
+
+
+def test_airloop_serve_serves_the_champion_and_follows_it_when_it_moves(
+    registered: Registered, tmp_path: Path
+) -> None:
+    """What the serving container runs: `airloop serve` on a port, the alias moved under it."""
+    import os
+    import signal
+    import subprocess
+
+    from airloop.registry import CHAMPION
+    from airloop.stack import free_port
+    from airloop.tracking import tracking_client
+
+    reg, (first, second) = registered, registered.versions
+    client, name = tracking_client(reg.paths), reg.config.model.registered_name
+    client.set_registered_model_alias(name, CHAMPION, first)
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "airloop"), "serve", "--port", str(port), "--poll", "1"]
+    env = {**os.environ, "AIRLOOP_HOME": str(reg.paths.home), "BENTOML_HOME": str(reg.paths.bentoml_home)}
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    record = json.loads(reg.eval_frame.head(1).to_json(orient="records"))[0]
+
+    def served_version() -> str | None:
+        try:
+            answer = post_json(f"http://127.0.0.1:{port}/predict_one", {"record": record}, 5)
+            return str(answer["model_version"])
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def wait_for(version: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while served_version() != version:
+            output = (tmp_path / "serve.log").read_text()[-3000:]
+            assert server.poll() is None and time.monotonic() < deadline, f"v{version} not served:\n{output}"
+            time.sleep(1)
+
+    try:
+        wait_for(first)
+        client.set_registered_model_alias(name, CHAMPION, second)  # a promotion
+        wait_for(second)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+        log.close()
+    assert served_version() is None  # the bento server went with it

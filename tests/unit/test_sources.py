@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -37,11 +36,10 @@ from airloop.data.sources import (  # noqa: E402
     sqlalchemy_url,
 )
 from airloop.paths import StatePaths  # noqa: E402
+from tests.services import POSTGRES, postgres_database  # noqa: E402
 
 NOW = 1_800_000_000.0
 SETTLE = 60.0
-POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 
 def with_source(config: AirloopConfig, source: FileSource | SqlSource) -> AirloopConfig:
@@ -198,27 +196,12 @@ def test_canonical_order_does_not_depend_on_row_order() -> None:
 def flights_db(flights_month: Callable) -> Iterator[tuple[str, pd.DataFrame]]:
     """A fresh database holding 1,000 sampled real flights from each of January and February
     2013 (nulls included) as table `flights`; dropped afterwards, whatever the test did."""
-    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as error:
-        pytest.fail(
-            f"PostgreSQL is not reachable on 127.0.0.1:5432 ({error.orig}).\nStart it with: {START_POSTGRES}"
-        )
-    name = f"airloop_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
+    with postgres_database() as name:
         rows = pd.concat([flights_month(m).sample(1000, random_state=m) for m in (1, 2)], ignore_index=True)
         engine = sa.create_engine(f"{POSTGRES}/{name}", poolclass=sa.NullPool)
         rows.to_sql("flights", engine, index=False)
         engine.dispose()
         yield name, rows
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 MONTH_QUERY = (

@@ -17,7 +17,7 @@ from airloop.config import AirloopConfig
 from airloop.demo.flights import land_month, month_partition
 from airloop.demo.summary import decision_records, drift_summary, month_rows, render_table
 from airloop.paths import StatePaths
-from airloop.stack import EmbeddedStack
+from airloop.stack import Stack
 
 DAG_IDS = ("ingest_data", "continuous_training", "monitor_drift")
 FOLLOW_UP_DAGS = ("continuous_training", "monitor_drift")
@@ -80,7 +80,7 @@ def replay(
     month_timeout: float = 600,
 ) -> int:
     """Start the embedded stack, land each month, wait for it to settle, print the summary."""
-    stack = EmbeddedStack(paths)
+    stack = Stack(paths)
     stack.start()
     try:
         client = stack.client()
@@ -115,7 +115,7 @@ def replay(
             stack.stop()
 
 
-def _print_access(stack: EmbeddedStack, paths: StatePaths, keep_running: bool) -> None:
+def _print_access(stack: Stack, paths: StatePaths, keep_running: bool) -> None:
     about = stack.describe()
     state = "running" if keep_running else "stopped now; `make up` starts it again"
     print(f"\nAirflow UI: {about['airflow_ui']}  ({state})")

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from airloop.paths import StatePaths
 from airloop.stack import free_port
@@ -33,28 +33,35 @@ def post_json(url: str, body: Any, timeout: float = 30) -> Any:
 def served_bento(tag: str, paths: StatePaths, log: Path, timeout: float = 90) -> Iterator[str]:
     """Yield the base URL of `tag` served from paths.bentoml_home; raise with the log's tail
     if it does not become ready within `timeout` seconds."""
-    port = free_port()
-    bentoml_cli = Path(sys.executable).with_name("bentoml")
-    env = {**os.environ, "BENTOML_HOME": str(paths.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as output:
-        server = subprocess.Popen(
-            [str(bentoml_cli), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=log.parent,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers stop with it
-        )
-        base = f"http://127.0.0.1:{port}"
+        server, base = start_bento_server(tag, paths, "127.0.0.1", free_port(), output, cwd=log.parent)
         try:
-            _wait_ready(base, server, timeout, log)
+            wait_ready(base, server, timeout, log)
             yield base
         finally:
-            _stop(server)
+            stop_server(server)
 
 
-def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+def start_bento_server(
+    tag: str, paths: StatePaths, host: str, port: int, output: IO[bytes] | None, cwd: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`bentoml serve tag` in its own process group (its workers stop with it); output to
+    `output` (None: this process's). Returns the process and the base URL to call."""
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    env = {**os.environ, "BENTOML_HOME": str(paths.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    server = subprocess.Popen(
+        [str(bentoml_cli), "serve", tag, "--host", host, "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+        start_new_session=True,
+    )
+    return server, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+
+def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -69,7 +76,7 @@ def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float, log:
     raise RuntimeError(f"bentoml serve not ready after {timeout} s:\n{_tail(log)}")
 
 
-def _stop(server: subprocess.Popen[bytes]) -> None:
+def stop_server(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is not None:
         return
     os.killpg(server.pid, signal.SIGTERM)
@@ -80,5 +87,5 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-4000:] if log.exists() else ""
+def _tail(log: Path | None) -> str:
+    return log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else "(see its output)"
