@@ -11,7 +11,13 @@ MONTHS ?= 1-12
 
 .PHONY: install demo test test-fast lint up down status clean mlflow-ui
 
-install: $(STAMP)
+# The browser tests drive Debian's Chromium (never a browser a test tool downloads).
+CHROMIUM := /usr/bin/chromium
+
+install: $(STAMP) $(CHROMIUM)
+
+$(CHROMIUM):
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

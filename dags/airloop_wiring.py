@@ -51,6 +51,20 @@ def run_config(config: AirloopConfig, context: Any) -> AirloopConfig:
         raise AirflowFailException(str(error)) from None
 
 
+def show_links(context: Any, **produced: Any) -> None:
+    """Publish what this task produced as buttons on its page in the Airflow UI.
+
+    `produced` maps kinds (`airloop.ui_links.BUTTONS`) to a run id, "name/version" or a
+    report file; the airloop plugin turns them into links.
+    """
+    from airloop.paths import StatePaths
+    from airloop.ui_links import LINKS_XCOM, link_references
+
+    references = link_references(StatePaths.from_env().reports, **produced)
+    if references:
+        context["ti"].xcom_push(key=LINKS_XCOM, value=references)
+
+
 class Notify(BaseNotifier):
     """Send one airloop event (see `airloop.notifications`) to the `airloop_notify` connection.
 

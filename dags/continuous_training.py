@@ -31,6 +31,7 @@ from airloop_wiring import (
     Notify,
     run_config,
     run_params,
+    show_links,
 )
 
 from airloop.config import load_config
@@ -132,16 +133,20 @@ def continuous_training():
         return plan_training(run_config(CONFIG, context), PATHS, window, context["run_id"])
 
     @task(max_active_tis_per_dagrun=CONFIG.training.max_parallel_trials)
-    def train_trial(trial: dict) -> dict:
+    def train_trial(trial: dict, **context) -> dict:
         from airloop.pipelines.continuous_training import train_trial
 
-        return train_trial(trial)
+        result = train_trial(trial)
+        show_links(context, mlflow_run=result["run_id"])
+        return result
 
     @task
     def select_candidate(trials: list[dict], **context) -> dict:
         from airloop.pipelines.continuous_training import select_candidate
 
-        return select_candidate(run_config(CONFIG, context), PATHS, trials)
+        candidate = select_candidate(run_config(CONFIG, context), PATHS, trials)
+        show_links(context, mlflow_run=candidate["run_id"])
+        return candidate
 
     @task
     def evaluate_candidate(window: dict, candidate: dict, **context) -> dict:
@@ -152,6 +157,7 @@ def continuous_training():
         path = PATHS.decision_record(context["run_id"])
         print(path.with_suffix(".md").read_text())  # the decision, readable in this task's log
         print(f"decision record: {path} (.md beside it; MLflow run {record['candidate_run_id']}: decision/)")
+        show_links(context, mlflow_run=record["candidate_run_id"], decision=path.with_suffix(".md"))
         return {
             "candidate_run_id": record["candidate_run_id"],
             "candidate_model_uri": record["candidate_model_uri"],
@@ -167,13 +173,18 @@ def continuous_training():
     def register_model(decision: dict, window: dict, **context) -> dict:
         from airloop.pipelines.continuous_training import register
 
-        return register(run_config(CONFIG, context), PATHS, decision, window, context["run_id"])
+        model = register(run_config(CONFIG, context), PATHS, decision, window, context["run_id"])
+        card = model["card"].removesuffix(".md") + ".html"
+        show_links(context, model_version=f"{model['name']}/{model['version']}", model_card=card)
+        return model
 
     @task
     def package_model(model: dict, window: dict, **context) -> dict:
         from airloop.pipelines.continuous_training import package
 
-        return package(run_config(CONFIG, context), PATHS, model, window)
+        packaged = package(run_config(CONFIG, context), PATHS, model, window)
+        show_links(context, model_version=f"{packaged['name']}/{packaged['version']}")
+        return packaged
 
     @task(
         outlets=[CHAMPION_MODEL],
@@ -190,6 +201,10 @@ def continuous_training():
             # Skipped, not failed: the gate refused after the champion moved; no asset event.
             raise AirflowSkipException(f"not promoted after re-evaluation: {outcome['reason']}")
         context["outlet_events"][CHAMPION_MODEL].extra = outcome
+        card = packaged["card"].removesuffix(".md") + ".html"
+        name = packaged["name"]
+        show_links(context, model_version=f"{name}/{outcome['version']}", model_card=card,
+                   decision=PATHS.decision_record(context["run_id"]).with_suffix(".md"))  # fmt: skip
         return outcome
 
     window = prepare_training_set()

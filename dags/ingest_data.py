@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import dag, task
-from airloop_wiring import DEFAULT_ARGS, DVC_POOL, START_DATE, VALIDATED_DATA, Notify
+from airloop_wiring import DEFAULT_ARGS, DVC_POOL, START_DATE, VALIDATED_DATA, Notify, show_links
 
 from airloop.config import load_config
 from airloop.paths import StatePaths
@@ -68,7 +68,7 @@ def ingest_data():
         return landed
 
     @task(on_failure_callback=Notify("blocked_partition"))
-    def validate(landed_file: str) -> dict:
+    def validate(landed_file: str, **context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
         from airloop.data.validation import PartitionRejected
@@ -77,8 +77,11 @@ def ingest_data():
         try:
             outcome = validate_landed_file(landed_file, CONFIG, PATHS)
         except PartitionRejected as rejected:
+            if rejected.outcome is not None:
+                show_links(context, data_docs=rejected.outcome.docs_path)
             # The partition is already quarantined: a retry would only fail the same way.
             raise AirflowFailException(str(rejected)) from rejected
+        show_links(context, data_docs=outcome["docs_path"])
         for warning in outcome["warnings"]:
             print(f"WARNING {warning['check']} on {warning['column']}: {warning['details']}")
         print(f"validation result: {outcome['result_path']}")

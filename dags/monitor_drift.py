@@ -25,6 +25,7 @@ from airloop_wiring import (
     Notify,
     run_config,
     run_params,
+    show_links,
 )
 
 from airloop.config import load_config
@@ -54,6 +55,7 @@ def monitor_drift():
 
         summary = check_drift(run_config(CONFIG, context), PATHS, context["run_id"])
         print(f"{summary['status']}: {summary['reason']}")
+        show_links(context, mlflow_run=summary.get("mlflow_run_id"), drift_report=summary.get("html_path"))
         return summary
 
     @task.short_circuit

@@ -7,7 +7,7 @@ mistaken rollback is undone by triggering this DAG again. Same effect as `airloo
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from airloop_wiring import CHAMPION_MODEL, DEFAULT_ARGS, PROMOTION_POOL, START_DATE
+from airloop_wiring import CHAMPION_MODEL, DEFAULT_ARGS, PROMOTION_POOL, START_DATE, show_links
 
 from airloop.config import load_config
 from airloop.paths import StatePaths
@@ -33,6 +33,7 @@ def rollback_champion():
         outcome = roll_back(CONFIG, PATHS)
         print(f"champion is v{outcome['version']} again (rolled back from v{outcome['rolled_back']})")
         context["outlet_events"][CHAMPION_MODEL].extra = outcome
+        show_links(context, model_version=f"{CONFIG.model.registered_name}/{outcome['version']}")
         return outcome
 
     roll_back()

@@ -1,4 +1,4 @@
-"""The airloop Airflow plugin: light to import, loaded by Airflow, links built from the env.
+"""The airloop Airflow plugin: light to import, loaded by Airflow, its buttons and views.
 
 Airflow is imported only in a subprocess with its own AIRFLOW_HOME: importing Airflow
 configures it for the whole process (and creates directories under AIRFLOW_HOME), and the
@@ -24,8 +24,8 @@ PLUGINS_FOLDER = ROOT / "plugins"
 PLUGIN_FILE = PLUGINS_FOLDER / "airloop_plugin.py"
 
 UI_URL = "http://mlflow.example.test:5123/"  # trailing slash on purpose
-# The plugin must not pull in airloop either: the library imports heavy modules.
-PLUGIN_FORBIDDEN = [*HEAVY_MODULES, "airloop"]
+# Of airloop, the plugin may load only its standard-library vocabulary of links.
+PLUGIN_FORBIDDEN = [*HEAVY_MODULES, "airloop.config", "airloop.pipelines", "fastapi"]
 
 # Runs in the subprocess: load plugins the way the API server does, then report as JSON.
 _PROBE = """
@@ -44,9 +44,6 @@ links = plugins_manager.get_global_operator_extra_links()
 loaded = [m for m in heavy if m in sys.modules and m not in before]
 
 plugin = next((p for p in plugins_manager._get_plugins()[0] if p.name == "airloop"), None)
-url_from_env = {link.name: link.get_link(None, ti_key=None) for link in links}
-os.environ.pop("AIRLOOP_MLFLOW_UI_URL")
-url_default = {link.name: link.get_link(None, ti_key=None) for link in links}
 
 # What the REST API's /api/v2/plugins would serve (it drops plugins that fail this).
 from airflow.api_fastapi.core_api.datamodels.plugins import PluginResponse
@@ -60,8 +57,6 @@ with open(out_path, "w") as f:
         "bases": [f"{b.__module__}.{b.__qualname__}" for b in type(plugin).__mro__] if plugin else [],
         "source": str(plugin.source) if plugin else None,
         "links": [link.name for link in links],
-        "url_from_env": url_from_env,
-        "url_default": url_default,
         "served": served,
         "heavy_loaded": loaded,
     }, f)
@@ -99,12 +94,13 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_plugin_module_imports_only_light_modules() -> None:
     """Module level holds the standard library and Airflow only (every component imports it)."""
     tree = ast.parse(PLUGIN_FILE.read_text())
-    allowed = {"__future__", "os", "typing", "airflow"}
+    allowed = {"__future__", "os", "typing", "airflow", "airloop.ui_links"}
     for node in tree.body:
         if isinstance(node, ast.Import):
             roots = {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            roots = {(node.module or "").split(".")[0]}
+            module = node.module or ""
+            roots = {module if module.startswith("airloop") else module.split(".")[0]}
         else:
             continue
         assert roots <= allowed, f"line {node.lineno}: module-level import of {roots - allowed}"
@@ -122,19 +118,19 @@ def test_loading_the_plugin_imports_nothing_heavy(probe: dict[str, Any]) -> None
     assert probe["heavy_loaded"] == []
 
 
-def test_mlflow_link_is_a_global_extra_link(probe: dict[str, Any]) -> None:
-    assert "MLflow" in probe["links"]
+def test_every_button_is_a_global_extra_link(probe: dict[str, Any]) -> None:
+    from airloop.ui_links import BUTTONS
 
-
-def test_mlflow_link_url_comes_from_the_environment(probe: dict[str, Any]) -> None:
-    assert probe["url_from_env"]["MLflow"] == "http://mlflow.example.test:5123/#/experiments"
-    assert probe["url_default"]["MLflow"] == "http://127.0.0.1:5000/#/experiments"
+    assert probe["links"] == list(BUTTONS)
 
 
 def test_plugin_is_served_by_the_rest_api(probe: dict[str, Any]) -> None:
     served = {plugin["name"]: plugin for plugin in probe["served"]}
     airloop = served["airloop"]
-    assert airloop["global_operator_extra_links"] == ["<airloop_plugin.MLflowLink object>"]
+    assert len(airloop["global_operator_extra_links"]) == 6
+    assert airloop["fastapi_apps"] == [
+        {"app": "airloop_plugin.LazyApp", "name": "airloop reports", "url_prefix": "/airloop"}
+    ]
     assert airloop["external_views"] == [
         {
             "name": "MLflow",

@@ -7,9 +7,6 @@ broken partition is landed and must be quarantined without reaching training.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +20,10 @@ from airloop.demo.replay import replay
 from airloop.paths import StatePaths
 from airloop.pools import DVC_POOL
 from airloop.registry import CHAMPION
-from airloop.stack import EmbeddedStack
+from airloop.stack import Stack
 from airloop.tracking import tracking_client
-from airloop.trigger import CI_RUN_IDS
 from tests.conftest import FLIGHTS_CONFIG
+from tests.e2e.ci import airloop_trigger
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +50,7 @@ def loop(tmp_path_factory):
         env.setenv("AIRLOOP_CONFIG", str(config_path))
         env.setenv("BENTOML_HOME", str(paths.bentoml_home))
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
-        stack = EmbeddedStack(paths, str(config_path))
+        stack = Stack(paths, str(config_path))
         try:
             assert replay(load_config(config_path), paths, MONTHS, keep_running=True) == 0
             yield paths, stack, receiver
@@ -261,24 +258,6 @@ def test_a_storm_of_drift_signals_during_a_training_run_leads_to_exactly_one_fol
 # -- `airloop trigger` (what CI runs) against this stack's real api-server and scheduler ---------
 
 
-def airloop_trigger(stack: EmbeddedStack, *args: str, password: str | None = None, **env: str):
-    """Run the `airloop trigger` command as CI would: Airflow's address and login from env."""
-    client = stack.client()
-    ci_env = {
-        **os.environ,
-        "AIRLOOP_AIRFLOW_URL": client.base_url,
-        "AIRLOOP_AIRFLOW_USERNAME": client.username,
-        "AIRLOOP_AIRFLOW_PASSWORD": password or client.password,
-    }
-    for name in CI_RUN_IDS:  # this machine's own CI must not decide the run id
-        ci_env.pop(name, None)
-    ci_env.update(env)
-    airloop = Path(sys.executable).parent / "airloop"
-    return subprocess.run(
-        [str(airloop), "trigger", *args], env=ci_env, capture_output=True, text=True, timeout=600
-    )
-
-
 def test_a_bad_param_is_refused_at_the_trigger_or_fails_the_first_task(loop) -> None:
     _, stack, _ = loop
     dag = "continuous_training"
@@ -321,7 +300,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def expired(token: str, stack: EmbeddedStack) -> str:
+def expired(token: str, stack: Stack) -> str:
     """`token` with its expiry moved an hour into the past, signed again with the stack's secret."""
     import jwt
 
@@ -372,3 +351,46 @@ def test_triggering_a_paused_dag_says_so_and_never_hangs(loop) -> None:
         assert {r["dag_run_id"] for r in client.dag_runs(dag)} == before  # nothing triggered
     finally:
         client.request("PATCH", f"dags/{dag}", json={"is_paused": False})
+
+
+# -- the plugin: buttons on task instances, and the reports they open ----------------------------
+
+
+def extra_links(client, dag: str, run_id: str, task: str, map_index: int = -1) -> dict:
+    path = f"dags/{dag}/dagRuns/{run_id}/taskInstances/{task}/links"
+    found = client.request("GET", path, params={"map_index": map_index})["extra_links"]
+    return {name: url for name, url in found.items() if url}
+
+
+def test_tasks_link_to_what_they_produced_and_the_reports_open_signed_in_only(loop) -> None:
+    paths, stack, _ = loop
+    client, champion = stack.client(), champion_of(paths)
+    run_id, name = champion.tags["airloop.airflow_run_id"], load_config().model.registered_name
+    mlflow_ui = "http://127.0.0.1:5000"  # the default: this stack sets no AIRLOOP_MLFLOW_UI_URL
+
+    trial = extra_links(client, "continuous_training", run_id, "train_trial", map_index=0)
+    assert set(trial) == {"MLflow run"} and trial["MLflow run"].startswith(f"{mlflow_ui}/#/runs/")
+    evaluated = extra_links(client, "continuous_training", run_id, "evaluate_candidate")
+    assert evaluated["MLflow run"] == f"{mlflow_ui}/#/runs/{champion.run_id}"
+    promoted = extra_links(client, "continuous_training", run_id, "promote_champion")
+    assert promoted["Model version"] == f"{mlflow_ui}/#/models/{name}/versions/{champion.version}"
+    assert promoted["Model card"] == f"/airloop/reports/model_cards/{name}-v{champion.version}.html"
+    assert promoted["Gate decision"].startswith("/airloop/reports/decisions/")
+    assert extra_links(client, "continuous_training", run_id, "passes_gate") == {}
+
+    drift_runs = [r["dag_run_id"] for r in client.dag_runs("monitor_drift") if r["state"] == "success"]
+    measured = [extra_links(client, "monitor_drift", r, "measure_drift") for r in drift_runs]
+    report = next(links["Drift report"] for links in measured if "Drift report" in links)
+    ingests = [r["dag_run_id"] for r in client.dag_runs("ingest_data") if r["state"] == "success"]
+    docs = next(extra_links(client, "ingest_data", r, "validate").get("Data Docs") for r in ingests)
+    assert docs and docs.startswith("/airloop/reports/data_docs/")
+
+    signed_in = bearer(client.token())
+    for url, expected in [(report, "<html"), (promoted["Model card"], f"v{champion.version}"),
+                          (promoted["Gate decision"], "# Promotion decision"), (docs, "<html")]:  # fmt: skip
+        page = requests.get(f"{client.base_url}{url}", headers=signed_in, timeout=30)
+        assert page.status_code == 200 and expected in page.text, url
+        assert requests.get(f"{client.base_url}{url}", timeout=30).status_code == 401
+    outside = requests.get(f"{client.base_url}/airloop/reports/..%2Fairflow%2Fairloop-stack.json",
+                           headers=signed_in, timeout=30)  # fmt: skip
+    assert outside.status_code == 404

@@ -22,9 +22,10 @@ def _steps() -> list[dict]:
 
 def test_the_workflow_installs_the_pinned_versions_of_what_the_trigger_imports() -> None:
     install = next(s["run"] for s in _steps() if s.get("name") == "Install the airloop CLI")
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (PROJECT_ROOT / "requirements.txt").read_text(), re.M))
+    requirements = (PROJECT_ROOT / "requirements.txt").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", requirements, re.M))
     wanted = dict(re.findall(r"([A-Za-z0-9_.-]+)==(\S+)", install))
-    assert wanted == {name: pins[name] for name in wanted}, "the workflow's pins drifted from requirements.txt"
+    assert wanted == {name: pins[name] for name in wanted}, "the workflow's pins differ from requirements.txt"
     assert set(wanted) == {"pydantic", "PyYAML", "requests"}
 
 
@@ -36,14 +37,20 @@ def test_the_workflow_triggers_and_waits_with_secrets_from_the_environment() -> 
 
 
 def test_airloop_trigger_loads_none_of_the_pipelines_libraries(tmp_path) -> None:
+    watched = [*HEAVY_MODULES, "airflow"]
     probe = (
         "import json, sys\n"
         "from airloop.cli import main\n"
         "code = main(['trigger', 'continuous_training', '--conf', '{}'])\n"
-        f"print(json.dumps([code, sorted(m for m in {list(HEAVY_MODULES) + ['airflow']!r} if m in sys.modules)]))\n"
+        f"print(json.dumps([code, sorted(m for m in {watched!r} if m in sys.modules)]))\n"
     )
-    env = {"AIRLOOP_AIRFLOW_URL": "http://127.0.0.1:9", "AIRLOOP_AIRFLOW_USERNAME": "ci",
-           "AIRLOOP_AIRFLOW_PASSWORD": "x", "AIRLOOP_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}  # fmt: skip
+    env = {
+        "AIRLOOP_AIRFLOW_URL": "http://127.0.0.1:9",
+        "AIRLOOP_AIRFLOW_USERNAME": "ci",
+        "AIRLOOP_AIRFLOW_PASSWORD": "x",
+        "AIRLOOP_HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert code == 6 and "did not answer" in done.stderr  # nothing listens on port 9
