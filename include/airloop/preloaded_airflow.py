@@ -15,22 +15,35 @@ import importlib
 import sys
 import time
 
-# What the tasks' functions import, including what they import inside their bodies.
+# What the tasks' functions import, including what they import inside their bodies and what
+# their libraries import on first use: MLflow's SQL stores (alembic, ORM mappers), skops
+# (which walks every scikit-learn module, torch's array-API shim included), DVC's index.
 LIBRARIES = (
     "pandas",
     "pyarrow.parquet",
     "sklearn.ensemble",
     "sklearn.linear_model",
+    "skops.io",
     "mlflow.sklearn",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.store.db.utils",
     "great_expectations",
     "evidently",
     "bentoml",
+    "_bentoml_sdk",
     "dvc.repo",
+    "dvc.repo.index",
+    "dvc.repo.add",
+    "dvc.scm",
+    "scmrepo.git",
+    "markdown_it",
     "airloop.pipelines.ingest_data",
     "airloop.pipelines.continuous_training",
     "airloop.pipelines.monitor_drift",
     "airloop.evaluation.compare",
     "airloop.packaging.bento",
+    "airloop.packaging.skew",
 )
 # Imported only when the configured model family needs them (torch alone is ~300 MB).
 FAMILY_LIBRARIES = {"xgboost": ("xgboost",), "torch_mlp": ("torch", "airloop.training.torch_mlp")}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Literal
 
 Device = Literal["cpu", "cuda"]
@@ -18,12 +19,23 @@ class GpuUnavailable(RuntimeError):
 
 
 def cuda_available() -> bool:
-    """Whether a CUDA device is usable here (torch's view, else the NVIDIA driver's)."""
+    """Whether a CUDA device is usable here (torch's view, else the NVIDIA driver's).
+
+    Without an NVIDIA driver there is none: answered without importing torch, which alone
+    takes seconds (and every continuous-training run asks, in its plan).
+    """
+    if not _nvidia_driver_present():
+        return False
     try:
         import torch
     except ImportError:
         return _nvidia_smi_lists_a_gpu()
     return bool(torch.cuda.is_available())
+
+
+def _nvidia_driver_present() -> bool:
+    # The kernel driver's file; in a container the NVIDIA toolkit mounts it and nvidia-smi.
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
 
 
 def _nvidia_smi_lists_a_gpu() -> bool:
