@@ -33,7 +33,7 @@ demo: install
 	$(BIN)/airloop demo run --fresh --months $(MONTHS) $(if $(KEEP_RUNNING),--keep-running)
 
 test: install lint
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests
 
 # Everything but the end-to-end tests through the real scheduler.
 test-fast: install

@@ -184,7 +184,8 @@ class Stack:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             # Half of Airflow's 1 s between idle scheduler loops: each task waits on the next
-            # loop to start; ~6% of a core while idle (benchmarks/orchestration_overhead.py).
+            # loop to start. Idle with ingest_data's sensor run active, the scheduler then uses
+            # ~10% of a core instead of ~6% (benchmarks/RESULTS.md, orchestration overhead).
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
             # The landing sensor resolves paths through this connection; paths are absolute.
             "AIRFLOW_CONN_FS_DEFAULT": json.dumps({"conn_type": "fs"}),

@@ -28,6 +28,7 @@ from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
 MONTHS = [1, 2, 3]
+MLFLOW_UI = "http://mlflow-ui.example.test:5000"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def loop(tmp_path_factory):
         env.setenv("AIRLOOP_CONFIG", str(config_path))
         env.setenv("BENTOML_HOME", str(paths.bentoml_home))
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        env.setenv("AIRLOOP_MLFLOW_UI_URL", MLFLOW_UI)  # where the UI's MLflow buttons point
         stack = Stack(paths, str(config_path))
         try:
             assert replay(load_config(config_path), paths, MONTHS, keep_running=True) == 0
@@ -366,7 +368,7 @@ def test_tasks_link_to_what_they_produced_and_the_reports_open_signed_in_only(lo
     paths, stack, _ = loop
     client, champion = stack.client(), champion_of(paths)
     run_id, name = champion.tags["airloop.airflow_run_id"], load_config().model.registered_name
-    mlflow_ui = "http://127.0.0.1:5000"  # the default: this stack sets no AIRLOOP_MLFLOW_UI_URL
+    mlflow_ui = MLFLOW_UI
 
     trial = extra_links(client, "continuous_training", run_id, "train_trial", map_index=0)
     assert set(trial) == {"MLflow run"} and trial["MLflow run"].startswith(f"{mlflow_ui}/#/runs/")

@@ -200,3 +200,4 @@ def test_every_validated_partition_gets_a_data_docs_page(config, paths, flights_
         validate_partition(landed, config, paths, "2013-05")
     rejected_page = Path(error.value.outcome.docs_path)
     assert rejected_page.is_file() and "ZZ" in rejected_page.read_text()
+    assert page.is_file(), "a later partition's page replaced an earlier one's"

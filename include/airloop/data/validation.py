@@ -295,8 +295,9 @@ def _data_docs_page(
 ) -> str:
     """Render `result` into the Data Docs site at `site`; returns the page's path.
 
-    Each partition's page stays on disk (the index lists only the newest run's, because the
-    context is ephemeral): the task log and the outcome name the page.
+    Each partition's page stays on disk; the task log, the outcome and the UI's button name
+    it. No index page: GX's index build deletes every page whose result is not in the
+    context's store, and this context is ephemeral, so it would keep only the newest page.
     """
     site_config: Any = {
         "class_name": "SiteBuilder",
@@ -310,7 +311,7 @@ def _data_docs_page(
         batch_identifier=partition,
     )
     context.validation_results_store.set(key, result)
-    context.build_data_docs(site_names=["airloop"], resource_identifiers=[key])
+    context.build_data_docs(site_names=["airloop"], resource_identifiers=[key], build_index=False)
     url = context.get_docs_sites_urls(resource_identifier=key, site_name="airloop")[0]["site_url"]
     return str(url).removeprefix("file://")
 
