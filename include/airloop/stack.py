@@ -105,7 +105,8 @@ class Stack:
             "topology": asdict(self._wanted or Topology()),
             "port": free_port(),
             "mlflow_port": free_port(),
-            "jwt_secret": secrets.token_urlsafe(32),
+            # Airflow signs with HS512 for a shared secret: 64 bytes or more (RFC 7518 3.2).
+            "jwt_secret": secrets.token_urlsafe(64),
             "api_secret": secrets.token_urlsafe(32),
             "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "password": secrets.token_urlsafe(12),
