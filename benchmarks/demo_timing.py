@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from airloop.cli import _months
+from airloop.cli import month_numbers
 from airloop.paths import PROJECT_ROOT
 
 PLAIN = """
@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--months", default="1-12")
     args = parser.parse_args()
-    months = _months(args.months)
+    months = month_numbers(args.months)
     with tempfile.TemporaryDirectory(prefix="airloop-bench-") as tmp:
         airflow_wall, airflow = run_airflow(Path(tmp) / "airflow", args.months)
         plain_wall, plain = run_plain(Path(tmp) / "plain", months)

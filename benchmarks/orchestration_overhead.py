@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from airloop.cli import _months
+from airloop.cli import month_numbers
 from airloop.config import load_config
 from airloop.demo.flights import land_month
 from airloop.demo.replay import wait_for_dags
@@ -123,14 +123,13 @@ def run_airflow(paths: StatePaths, topology: Topology) -> tuple[float, float, di
 def task_timeline(client, run_id: str) -> dict:
     run = client.request("GET", f"dags/continuous_training/dagRuns/{run_id}")
     tasks = client.task_instances("continuous_training", run_id)
-    busy = sum(float(t["duration"] or 0) for t in tasks)
-    span = datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])
     per_task = {}
     for t in sorted(tasks, key=lambda t: t["start_date"] or ""):
         name = f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]
         per_task[name] = float(t["duration"] or 0)
     end = datetime.fromisoformat(run["end_date"])
-    return {"end": end, "run_span_s": span.total_seconds(), "task_seconds": busy, "tasks": per_task}
+    span = (end - datetime.fromisoformat(run["start_date"])).total_seconds()
+    return {"end": end, "run_span_s": span, "task_seconds": sum(per_task.values()), "tasks": per_task}
 
 
 def measure(topology_name: str, months: list[int], root: Path) -> dict:
@@ -176,7 +175,7 @@ def main() -> None:
     parser.add_argument("--topology", nargs="+", default=["local", "celery"], choices=["local", "celery"])
     parser.add_argument("--rounds", type=int, default=1, help="rounds per topology, each from a fresh state")
     args = parser.parse_args()
-    months = _months(args.months)
+    months = month_numbers(args.months)
     rounds: list[tuple[str, dict]] = []
     with tempfile.TemporaryDirectory(prefix="airloop-orchestration-") as tmp:
         for number in range(args.rounds):

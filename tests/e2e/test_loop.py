@@ -368,14 +368,13 @@ def test_tasks_link_to_what_they_produced_and_the_reports_open_signed_in_only(lo
     paths, stack, _ = loop
     client, champion = stack.client(), champion_of(paths)
     run_id, name = champion.tags["airloop.airflow_run_id"], load_config().model.registered_name
-    mlflow_ui = MLFLOW_UI
 
     trial = extra_links(client, "continuous_training", run_id, "train_trial", map_index=0)
-    assert set(trial) == {"MLflow run"} and trial["MLflow run"].startswith(f"{mlflow_ui}/#/runs/")
+    assert set(trial) == {"MLflow run"} and trial["MLflow run"].startswith(f"{MLFLOW_UI}/#/runs/")
     evaluated = extra_links(client, "continuous_training", run_id, "evaluate_candidate")
-    assert evaluated["MLflow run"] == f"{mlflow_ui}/#/runs/{champion.run_id}"
+    assert evaluated["MLflow run"] == f"{MLFLOW_UI}/#/runs/{champion.run_id}"
     promoted = extra_links(client, "continuous_training", run_id, "promote_champion")
-    assert promoted["Model version"] == f"{mlflow_ui}/#/models/{name}/versions/{champion.version}"
+    assert promoted["Model version"] == f"{MLFLOW_UI}/#/models/{name}/versions/{champion.version}"
     assert promoted["Model card"] == f"/airloop/reports/model_cards/{name}-v{champion.version}.html"
     assert promoted["Gate decision"].startswith("/airloop/reports/decisions/")
     assert extra_links(client, "continuous_training", run_id, "passes_gate") == {}
