@@ -13,18 +13,40 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ColumnType = Literal["int", "float", "str", "bool"]
+ColumnType = Literal["int", "float", "str", "bool", "date", "datetime"]
+NUMERIC_TYPES = ("int", "float")
+CATEGORICAL_TYPES = ("str", "bool")
+DATE_TYPES = ("date", "datetime")
+# What a model may derive from a date feature; computed inside the model pipeline, so
+# serving takes the raw date and training and serving cannot disagree.
+DatePart = Literal["year", "month", "day", "day_of_week", "day_of_year", "hour", "days_since"]
+DEFAULT_DATE_PARTS: dict[str, tuple[str, ...]] = {
+    "date": ("year", "month", "day_of_week", "days_since"),
+    "datetime": ("year", "month", "day_of_week", "hour", "days_since"),
+}
+# A label value: text, a boolean or an integer (a churn flag, a grade, a species).
+Label = bool | int | str
 # Checks on a column that can be made warnings (recorded; the partition goes on).
 ColumnCheck = Literal["exists", "type", "not_null", "range", "allowed", "mean"]
 # Checks on the whole partition that can be made warnings.
-TableCheck = Literal["row_count", "row_growth", "unique_keys", "extra_columns", "partition_date"]
-TaskType = Literal["binary_classification", "regression"]
+TableCheck = Literal[
+    "row_count", "row_growth", "unique_keys", "extra_columns", "partition_date", "target_classes"
+]
+TaskType = Literal["binary_classification", "multiclass_classification", "regression"]
+CLASSIFICATION_TASKS = ("binary_classification", "multiclass_classification")
 ModelFamily = Literal["sklearn_hgb", "sklearn_linear", "xgboost", "torch_mlp"]
 # Families that can train on a GPU; the others always train on CPU.
 GPU_FAMILIES = frozenset({"xgboost", "torch_mlp"})
 
 CLASSIFICATION_METRICS = {"roc_auc", "average_precision", "log_loss", "accuracy"}
+# roc_auc of a multiclass model is the macro average of one-vs-rest AUCs.
+MULTICLASS_METRICS = {"log_loss", "accuracy", "macro_f1", "balanced_accuracy", "roc_auc"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
+METRICS_OF_TASK = {
+    "binary_classification": CLASSIFICATION_METRICS,
+    "multiclass_classification": MULTICLASS_METRICS,
+    "regression": REGRESSION_METRICS,
+}
 
 
 class ConfigError(ValueError):
@@ -48,12 +70,64 @@ class ColumnSpec(_Frozen):
     # Nullable columns may hold nulls, but never only nulls unless all_null_ok.
     nullable: bool = False
     all_null_ok: bool = False
-    min: float | None = None
-    max: float | None = None
+    # Numbers for int and float columns; dates ("2013-01-01") for date and datetime columns.
+    min: float | str | None = None
+    max: float | str | None = None
     allowed: tuple[str, ...] | None = None
     mean: MeanCheck | None = None
     # These checks only warn: the failure is recorded and the partition goes on.
     warn_on: tuple[ColumnCheck, ...] = ()
+    # Date and datetime columns: the strptime format of their text (none: ISO 8601 or any
+    # unambiguous form pandas reads), whether a value may lie in the future, and what a
+    # model derives from the column when it is a feature.
+    format: str | None = None
+    future_ok: bool = False
+    derive: tuple[DatePart, ...] | None = None
+    # days_since counts days from this date.
+    since: str = "1970-01-01"
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> ColumnSpec:
+        dated = self.type in DATE_TYPES
+        for key in ("min", "max"):
+            bound = getattr(self, key)
+            if bound is None:
+                continue
+            if dated:
+                _parse_date(bound, self.format if isinstance(bound, str) else None, key)
+            elif self.type in NUMERIC_TYPES and not isinstance(bound, int | float):
+                raise ValueError(f"{key}: {bound!r} is not a number (the column is {self.type})")
+            elif self.type in CATEGORICAL_TYPES:
+                raise ValueError(f"{key}: a {self.type} column has no range; use allowed")
+        if not dated:
+            wrong = [k for k in ("format", "derive") if getattr(self, k) is not None]
+            if self.future_ok:
+                wrong.append("future_ok")
+            if wrong:
+                raise ValueError(f"{wrong} only apply to date and datetime columns, not {self.type}")
+        else:
+            if self.mean is not None:
+                raise ValueError("mean: a date column has no mean check; use min and max")
+            _parse_date(self.since, None, "since")
+            if self.format is not None and "%" not in self.format:
+                raise ValueError(f"format: {self.format!r} has no strptime directive (e.g. '%Y-%m-%d')")
+            if self.type == "date" and self.derive and "hour" in self.derive:
+                raise ValueError("derive: a date has no hour; declare the column as datetime")
+        return self
+
+    def date_parts(self) -> tuple[str, ...]:
+        """What a model derives from this date column (the declared parts, else the default)."""
+        return tuple(self.derive) if self.derive else DEFAULT_DATE_PARTS[self.type]
+
+
+def _parse_date(value: Any, fmt: str | None, key: str) -> Any:
+    """A date bound as a timestamp; raise naming `key` when it does not read as a date."""
+    import pandas as pd
+
+    try:
+        return pd.Timestamp(value) if fmt is None else pd.to_datetime(value, format=fmt)
+    except (ValueError, TypeError):
+        raise ValueError(f"{key}: {value!r} is not a date{f' in format {fmt!r}' if fmt else ''}") from None
 
 
 class FileSource(_Frozen):
@@ -91,22 +165,42 @@ class SqlSource(_Frozen):
 
 
 class PartitionSpec(_Frozen):
-    """How partitions are named. Date partitions must parse and must not lie in the future."""
+    """How partitions are named. Date partitions must parse and must not lie in the future.
+
+    With `column`, a date partition's rows must also fall in the period its name covers
+    (a month for "%Y-%m", a day for "%Y-%m-%d"), read from that date column.
+    """
 
     kind: Literal["key", "date"] = "key"
     date_format: str | None = None
+    column: str | None = None
 
     @model_validator(mode="after")
     def _date_needs_format(self) -> PartitionSpec:
         if self.kind == "date" and not self.date_format:
             raise ValueError("date partitions need date_format (e.g. '%Y-%m')")
+        if self.column is not None and self.kind != "date":
+            raise ValueError("column: only date partitions are read from a date column")
         return self
 
 
 class TargetSpec(_Frozen):
+    """The label. Binary classification: `positive` names the positive class ("Yes", true,
+    1), or `positive_above` a threshold on a number; an int column with neither holds 0/1.
+    Multiclass: each distinct value is a class. `classes` lists the values a label may take
+    (a label outside them fails validation); without it they are the training window's."""
+
     column: str
-    # For binary classification on a numeric column: the label is `column > positive_above`.
     positive_above: float | None = None
+    positive: Label | None = None
+    classes: tuple[Label, ...] | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct(cls, classes: tuple[Label, ...] | None) -> tuple[Label, ...] | None:
+        if classes is not None and (len(classes) < 2 or len({str(c) for c in classes}) != len(classes)):
+            raise ValueError(f"classes: {list(classes)} must list at least two distinct values")
+        return classes
 
 
 class DatasetConfig(_Frozen):
@@ -134,13 +228,19 @@ class DatasetConfig(_Frozen):
                 raise ValueError(f"column {name!r} is not declared under dataset.columns")
         if self.target.column in self.features:
             raise ValueError(f"target column {self.target.column!r} is also listed as a feature")
+        column = self.partition.column
+        if column is not None and (column not in known or self.columns[column].type not in DATE_TYPES):
+            raise ValueError(f"partition.column: {column!r} must be a declared date or datetime column")
         return self
 
     def categorical_features(self) -> list[str]:
-        return [f for f in self.features if self.columns[f].type in ("str", "bool")]
+        return [f for f in self.features if self.columns[f].type in CATEGORICAL_TYPES]
 
     def numeric_features(self) -> list[str]:
-        return [f for f in self.features if self.columns[f].type in ("int", "float")]
+        return [f for f in self.features if self.columns[f].type in NUMERIC_TYPES]
+
+    def date_features(self) -> list[str]:
+        return [f for f in self.features if self.columns[f].type in DATE_TYPES]
 
 
 class SplitConfig(_Frozen):
@@ -373,7 +473,7 @@ class AirloopConfig(_Frozen):
 
     @model_validator(mode="after")
     def _fits_task(self) -> AirloopConfig:
-        allowed = CLASSIFICATION_METRICS if self.task == "binary_classification" else REGRESSION_METRICS
+        allowed = METRICS_OF_TASK[self.task]
         if self.gate.metric not in allowed:
             raise ValueError(
                 f"gate.metric {self.gate.metric!r} does not fit task {self.task!r}; "
@@ -391,9 +491,7 @@ class AirloopConfig(_Frozen):
                 f"training.gpu: true needs a family that trains on a GPU ({sorted(GPU_FAMILIES)}), "
                 f"not {self.model.family!r}; use auto or false"
             )
-        target_type = self.dataset.columns[self.dataset.target.column].type
-        if self.task == "regression" and target_type not in ("int", "float"):
-            raise ValueError(f"dataset.target: regression needs a numeric column, not {target_type}")
+        _check_target(self.task, self.dataset.target, self.dataset.columns[self.dataset.target.column])
         return self
 
     def _check_drift_methods(self) -> None:
@@ -406,27 +504,91 @@ class AirloopConfig(_Frozen):
             if unknown:
                 raise ValueError(f"{key}: {unknown} are not compared columns {compared}")
         for column, method in self.drift.methods.items():
-            numeric = self.dataset.columns[column].type in ("int", "float")
+            numeric = self.dataset.columns[column].type in (*NUMERIC_TYPES, *DATE_TYPES)
             if numeric and method in ("chisquare", "z"):
                 raise ValueError(f"drift.methods: {method} compares categories; {column!r} is numeric")
             if not numeric and method in ("wasserstein", "ks"):
                 raise ValueError(f"drift.methods: {method} compares numbers; {column!r} is categorical")
-        if self.drift.prediction_method in ("chisquare", "z"):
+        # A multiclass model's predictions are classes; the others' are numbers.
+        categorical = self.task == "multiclass_classification"
+        method = self.drift.prediction_method
+        if method in (("wasserstein", "ks") if categorical else ("chisquare", "z")):
+            kind = "numbers" if categorical else "categories"
             raise ValueError(
-                f"drift.prediction_method: {self.drift.prediction_method} compares categories; "
-                "predictions are numbers"
+                f"drift.prediction_method: {method} compares {kind}; this task's predictions are not"
             )
 
     def drift_columns(self) -> list[str]:
         return list(self.drift.columns) or [*self.dataset.features, self.dataset.target.column]
 
 
+def _check_target(task: str, target: TargetSpec, column: ColumnSpec) -> None:
+    """Raise naming dataset.target when the label column cannot be the task's label."""
+    kind, key = column.type, "dataset.target"
+    if kind in DATE_TYPES:
+        raise ValueError(f"{key}: {target.column!r} is a {kind} column; a label must be a number, text or bool")
+    if task == "regression":
+        extra = [k for k in ("positive", "positive_above", "classes") if getattr(target, k) is not None]
+        if kind not in NUMERIC_TYPES:
+            raise ValueError(f"{key}: regression needs a numeric column, not {kind}")
+        if extra:
+            raise ValueError(f"{key}: {extra} only apply to classification")
+        return
+    if target.positive is not None and target.positive_above is not None:
+        raise ValueError(f"{key}: give positive or positive_above, not both")
+    if target.classes is not None:
+        for value in target.classes:
+            _check_label(value, kind, f"{key}.classes")
+    if task == "multiclass_classification":
+        extra = [k for k in ("positive", "positive_above") if getattr(target, k) is not None]
+        if extra:
+            raise ValueError(f"{key}: {extra} only apply to binary classification; each value is a class")
+        if kind == "float":
+            raise ValueError(f"{key}: {target.column!r} is float; multiclass labels are int, str or bool")
+        return
+    if target.positive_above is not None:
+        if kind not in NUMERIC_TYPES:
+            raise ValueError(f"{key}.positive_above needs a numeric column, not {kind}; use positive")
+        return
+    if target.positive is None:
+        if kind in ("str", "float"):
+            raise ValueError(
+                f"{key}: a binary label in a {kind} column needs positive (the positive class, "
+                f"e.g. positive: \"Yes\") or, for numbers, positive_above"
+            )
+        return  # an int column of 0/1, or a bool column (true is positive)
+    _check_label(target.positive, kind, f"{key}.positive")
+    if target.classes is not None:
+        if len(target.classes) != 2:
+            raise ValueError(f"{key}.classes: a binary label has two classes, not {list(target.classes)}")
+        if str(target.positive) not in {str(c) for c in target.classes}:
+            raise ValueError(f"{key}.positive: {target.positive!r} is not one of classes {list(target.classes)}")
+    if column.allowed is not None and str(target.positive) not in column.allowed:
+        raise ValueError(f"{key}.positive: {target.positive!r} is not among the column's allowed values")
+
+
+def _check_label(value: Label, kind: str, key: str) -> None:
+    fits = {
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, int | float) and not isinstance(value, bool),
+    }[kind]
+    if not fits:
+        hint = " (quote it: YAML reads yes, no, on, off, true and false unquoted as booleans)"
+        raise ValueError(
+            f"{key}: {value!r} is not a {kind} value, as the label column is"
+            + (hint if isinstance(value, bool) and kind == "str" else "")
+        )
+
+
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"invalid config {source}:"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {message}")
+        # A check across sections names its keys itself.
+        lines.append(f"  {key}: {message}" if key else f"  {message}")
     return "\n".join(lines)
 
 
