@@ -74,7 +74,8 @@ def _frames(workdir: Path) -> tuple[Path, Path]:
 def _split(config: Any, train_path: Path) -> tuple[Any, Any, Any, Any]:
     import pandas as pd
 
-    from airloop.data.frames import feature_frame, labelled_rows, labels
+    from airloop.data.frames import feature_frame
+from airloop.data.labels import labelled_rows, labels
     from airloop.training.dataset import split_validation
 
     fit_rows, valid_rows = split_validation(labelled_rows(pd.read_parquet(train_path), config), config)

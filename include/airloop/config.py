@@ -38,14 +38,12 @@ ModelFamily = Literal["sklearn_hgb", "sklearn_linear", "xgboost", "torch_mlp"]
 # Families that can train on a GPU; the others always train on CPU.
 GPU_FAMILIES = frozenset({"xgboost", "torch_mlp"})
 
-CLASSIFICATION_METRICS = {"roc_auc", "average_precision", "log_loss", "accuracy"}
-# roc_auc of a multiclass model is the macro average of one-vs-rest AUCs.
-MULTICLASS_METRICS = {"log_loss", "accuracy", "macro_f1", "balanced_accuracy", "roc_auc"}
-REGRESSION_METRICS = {"rmse", "mae", "r2"}
-METRICS_OF_TASK = {
-    "binary_classification": CLASSIFICATION_METRICS,
-    "multiclass_classification": MULTICLASS_METRICS,
-    "regression": REGRESSION_METRICS,
+# Each task's metrics, in the order reports list them; roc_auc of a multiclass model is the
+# macro average of one-vs-rest AUCs.
+METRICS_OF_TASK: dict[str, tuple[str, ...]] = {
+    "binary_classification": ("roc_auc", "average_precision", "log_loss", "accuracy"),
+    "multiclass_classification": ("log_loss", "accuracy", "macro_f1", "balanced_accuracy", "roc_auc"),
+    "regression": ("rmse", "mae", "r2"),
 }
 
 
@@ -477,7 +475,7 @@ class AirloopConfig(_Frozen):
         if self.gate.metric not in allowed:
             raise ValueError(
                 f"gate.metric {self.gate.metric!r} does not fit task {self.task!r}; "
-                f"use one of {sorted(allowed)}"
+                f"use one of {list(allowed)}"
             )
         unknown = [c for c in self.drift.columns if c not in self.dataset.columns]
         if unknown:
@@ -526,7 +524,9 @@ def _check_target(task: str, target: TargetSpec, column: ColumnSpec) -> None:
     """Raise naming dataset.target when the label column cannot be the task's label."""
     kind, key = column.type, "dataset.target"
     if kind in DATE_TYPES:
-        raise ValueError(f"{key}: {target.column!r} is a {kind} column; a label must be a number, text or bool")
+        raise ValueError(
+            f"{key}: {target.column!r} is a {kind} column; a label must be a number, text or bool"
+        )
     if task == "regression":
         extra = [k for k in ("positive", "positive_above", "classes") if getattr(target, k) is not None]
         if kind not in NUMERIC_TYPES:
@@ -554,7 +554,7 @@ def _check_target(task: str, target: TargetSpec, column: ColumnSpec) -> None:
         if kind in ("str", "float"):
             raise ValueError(
                 f"{key}: a binary label in a {kind} column needs positive (the positive class, "
-                f"e.g. positive: \"Yes\") or, for numbers, positive_above"
+                f'e.g. positive: "Yes") or, for numbers, positive_above'
             )
         return  # an int column of 0/1, or a bool column (true is positive)
     _check_label(target.positive, kind, f"{key}.positive")
@@ -562,7 +562,9 @@ def _check_target(task: str, target: TargetSpec, column: ColumnSpec) -> None:
         if len(target.classes) != 2:
             raise ValueError(f"{key}.classes: a binary label has two classes, not {list(target.classes)}")
         if str(target.positive) not in {str(c) for c in target.classes}:
-            raise ValueError(f"{key}.positive: {target.positive!r} is not one of classes {list(target.classes)}")
+            raise ValueError(
+                f"{key}.positive: {target.positive!r} is not one of classes {list(target.classes)}"
+            )
     if column.allowed is not None and str(target.positive) not in column.allowed:
         raise ValueError(f"{key}.positive: {target.positive!r} is not among the column's allowed values")
 

@@ -31,17 +31,3 @@ def feature_frame(frame: pd.DataFrame, config: AirloopConfig) -> pd.DataFrame:
         column = features[name]
         features[name] = column.astype(str).where(column.notna(), MISSING_CATEGORY)
     return features
-
-
-def labelled_rows(frame: pd.DataFrame, config: AirloopConfig) -> pd.DataFrame:
-    """Rows whose target is known; rows without one (e.g. cancelled flights) cannot be scored."""
-    return frame[frame[config.dataset.target.column].notna()]
-
-
-def labels(frame: pd.DataFrame, config: AirloopConfig) -> pd.Series:
-    """The target of labelled rows: 0/1 for binary classification, the value for regression."""
-    target = config.dataset.target
-    values = frame[target.column]
-    if config.task == "binary_classification" and target.positive_above is not None:
-        return (values > target.positive_above).astype("int64")
-    return values.astype("int64" if config.task == "binary_classification" else "float64")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from airloop.config import AirloopConfig
-from airloop.data.frames import feature_frame, labelled_rows, labels
+from airloop.data.frames import feature_frame
+from airloop.data.labels import align_scores, labelled_rows, labels, logged_classes
 from airloop.evaluation.evidence import Evidence, latency_p95_ms, paired_bootstrap_gain, segment_scores
 from airloop.evaluation.gate import Decision, compare_to_champion
 from airloop.evaluation.metrics import baseline_metrics, model_scores, score_all
@@ -38,15 +39,16 @@ def evaluate_candidate(
     import mlflow
 
     mlflow.set_tracking_uri(paths.tracking_uri())
-    evaluation = pd.read_parquet(window.eval_path)
-    rows = labelled_rows(evaluation, config)
-    features, y_true = feature_frame(rows, config), labels(rows, config).to_numpy()
-    train = pd.read_parquet(window.train_path, columns=[config.dataset.target.column])
-    baseline = baseline_metrics(train, evaluation, config)
-
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = Path(mlflow.artifacts.download_artifacts(candidate.model_uri, dst_path=scratch))
         model, model_mb = mlflow.sklearn.load_model(str(model_dir)), _megabytes(model_dir)
+        classes = logged_classes(str(model_dir))
+    evaluation = pd.read_parquet(window.eval_path)
+    # Scored in the candidate's classes: a multiclass model scores only the classes it knows.
+    rows = labelled_rows(evaluation, config, classes)
+    features, y_true = feature_frame(rows, config), labels(rows, config, classes).to_numpy()
+    train = pd.read_parquet(window.train_path, columns=[config.dataset.target.column])
+    baseline = baseline_metrics(train, evaluation, config, classes)
     scores = model_scores(model, features, config)
     candidate_metrics = score_all(y_true, scores, config)
     gate, metric = config.gate, config.gate.metric
@@ -61,6 +63,8 @@ def evaluate_candidate(
     champion_metrics = None
     if champion is not None:
         champion_scores = model_scores(mlflow.sklearn.load_model(champion.uri), features, config)
+        if classes is not None:
+            champion_scores = align_scores(champion_scores, logged_classes(champion.uri) or [], classes)
         champion_metrics = score_all(y_true, champion_scores, config)
         interval = None
         if gate.bootstrap_resamples:
@@ -88,6 +92,7 @@ def evaluate_candidate(
         "run_key": run_key,
         "triggers": sorted(triggers),
         "eval_partition": window.eval_partition,
+        "classes": classes,
         "train_partitions": window.train_partitions,
         "train_hash": window.train_hash,
         "eval_hash": window.eval_hash,

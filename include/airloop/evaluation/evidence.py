@@ -85,9 +85,25 @@ def paired_bootstrap_gain(
 
 
 def weighted_metric(metric: str, y_true: np.ndarray, scores: np.ndarray) -> Any:
-    """metric(weights) for fixed labels and scores; ROC AUC in O(rows) per call."""
+    """metric(weights) for fixed labels and scores; ROC AUC in O(rows) per call.
+
+    A multiclass ROC AUC is the mean of its one-vs-rest AUCs, each computed the same way.
+    """
     if metric != "roc_auc":
         return lambda weights: metric_value(metric, y_true, scores, sample_weight=weights)
+    if scores.ndim == 1:
+        return _ranked_auc(y_true, scores)
+    per_class = [_ranked_auc(y_true == code, scores[:, code]) for code in range(scores.shape[1])]
+
+    def macro_auc(weights: np.ndarray) -> float:
+        aucs = [auc(weights) for auc in per_class]
+        finite = [a for a in aucs if np.isfinite(a)]
+        return float(np.mean(finite)) if finite else float("nan")
+
+    return macro_auc
+
+
+def _ranked_auc(y_true: np.ndarray, scores: np.ndarray) -> Any:
     # Sorted once: per call, AUC is the weighted share of (positive, negative) pairs ranked
     # in the right order, ties counting half.
     order = np.argsort(scores, kind="stable")

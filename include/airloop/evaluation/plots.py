@@ -25,6 +25,31 @@ def classification_figures(y_true: np.ndarray, scores: np.ndarray) -> dict[str, 
     return figures
 
 
+def multiclass_figures(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> dict[str, Figure]:
+    """The confusion matrix over the likeliest class, and one precision-recall curve per class."""
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay
+
+    size = max(4, 0.5 * len(classes) + 2)
+    figure = Figure(figsize=(size + 1, size))
+    ConfusionMatrixDisplay.from_predictions(
+        y_true,
+        np.argmax(scores, axis=1),
+        labels=list(range(len(classes))),
+        display_labels=classes,
+        ax=figure.subplots(),
+        colorbar=False,
+        xticks_rotation="vertical",
+    )
+    figure.tight_layout()
+    curves = Figure(figsize=(6, 4.5))
+    axes = curves.subplots()
+    for code, name in enumerate(classes):
+        if (y_true == code).any():
+            PrecisionRecallDisplay.from_predictions(y_true == code, scores[:, code], ax=axes, name=name)
+    axes.set(title="precision-recall per class (one vs rest)")
+    return {"confusion_matrix": figure, "precision_recall_per_class": curves}
+
+
 def regression_figures(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, Figure]:
     """Residuals against predictions."""
     figure = Figure(figsize=(5, 4))

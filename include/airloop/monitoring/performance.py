@@ -16,8 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from airloop.config import AirloopConfig
-from airloop.data.frames import labels
+from airloop.config import AirloopConfig, Label
+from airloop.data.labels import labelled_mask, labels
 from airloop.evaluation.metrics import HIGHER_IS_BETTER, metric_value
 
 PerformanceStatus = Literal["degraded", "ok", "skipped"]
@@ -44,11 +44,16 @@ class PerformanceCheck:
 
 
 def check_performance(
-    config: AirloopConfig, expected: float | None, window: pd.DataFrame, scores: np.ndarray
+    config: AirloopConfig,
+    expected: float | None,
+    window: pd.DataFrame,
+    scores: np.ndarray,
+    classes: list[Label] | None = None,
 ) -> PerformanceCheck:
-    """Score the window's labelled rows (`scores`: the champion's, one per window row)."""
+    """Score the window's labelled rows (`scores`: the champion's, one per window row;
+    `classes`: a multiclass champion's, whose other labels it cannot be scored on)."""
     metric, limit = config.gate.metric, config.drift.max_metric_drop
-    known = window[config.dataset.target.column].notna().to_numpy()
+    known = labelled_mask(window, config, classes)
     count = int(known.sum())
 
     def skipped(reason: str) -> PerformanceCheck:
@@ -59,7 +64,7 @@ def check_performance(
     if count < config.drift.min_rows:
         minimum = config.drift.min_rows
         return skipped(f"{count} labelled rows in the window, fewer than drift.min_rows={minimum}")
-    truth = labels(window[known], config).to_numpy()
+    truth = labels(window[known], config, classes).to_numpy()
     with warnings.catch_warnings():
         # sklearn warns and answers NaN for, e.g., the ROC AUC of a window of one class.
         warnings.simplefilter("ignore")

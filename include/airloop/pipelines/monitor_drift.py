@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from airloop.config import AirloopConfig
 from airloop.data.frames import feature_frame
 from airloop.data.ingest import partition_path, validated_partitions
+from airloop.data.labels import logged_classes, predicted_classes
 from airloop.data.versioning import cached_file
 from airloop.evaluation.metrics import model_scores
 from airloop.monitoring.reference import REFERENCE_ARTIFACT, ReferenceProfile, reference_profile
@@ -73,11 +73,15 @@ def _measure(
     mlflow.set_tracking_uri(paths.tracking_uri())
     model = mlflow.sklearn.load_model(champion.uri)
     scores = model_scores(model, feature_frame(current, config), config)
+    # A multiclass model's predictions drift as the distribution of the classes it answers.
+    classes = logged_classes(champion.uri)
+    predictions = predicted_classes(scores, classes) if classes is not None else scores
     name = safe_key(f"{partitions[-1]}_v{champion.version}")
     result = compare_to_reference(
-        reference, current, config, paths.report_dir("drift"), name, scores, paths.evidently_workspace
+        reference, current, config, paths.report_dir("drift"), name, predictions, paths.evidently_workspace
     )
-    performance = check_performance(config, _evaluated_metric(paths, champion, config), current, scores)
+    expected = _evaluated_metric(paths, champion, config)
+    performance = check_performance(config, expected, current, scores, classes)
     signals = []
     if result.status == "drift":
         if result.drift_share is not None and result.drift_share >= config.drift.share_threshold:
@@ -93,7 +97,7 @@ def _measure(
         "performance": performance.to_dict(),
         "signals": signals,
         "drift_detected": bool(signals),
-        "predicted_rows": int(np.size(scores)),
+        "predicted_rows": len(scores),
     }
 
 

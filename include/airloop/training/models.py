@@ -13,7 +13,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from airloop.config import AirloopConfig
+from airloop.config import CLASSIFICATION_TASKS, AirloopConfig
+from airloop.features.date_parts import DateParts
 from airloop.training.devices import Device
 
 
@@ -23,40 +24,62 @@ def _codes() -> OrdinalEncoder:
     return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
 
 
-def _tree_preprocessing(config: AirloopConfig) -> ColumnTransformer:
-    return ColumnTransformer(
-        [
-            ("categorical", _codes(), config.dataset.categorical_features()),
-            ("numeric", "passthrough", config.dataset.numeric_features()),
-        ]
+def date_parts(config: AirloopConfig) -> DateParts:
+    """The step that turns each date feature into its declared parts."""
+    columns = config.dataset.columns
+    return DateParts(
+        {
+            name: (columns[name].format, columns[name].date_parts(), columns[name].since)
+            for name in config.dataset.date_features()
+        }
     )
+
+
+def _with_dates(
+    config: AirloopConfig, blocks: list[tuple[str, Any, list[str]]], scale: bool
+) -> ColumnTransformer:
+    dates = config.dataset.date_features()
+    if dates:
+        step: Any = date_parts(config)
+        if scale:
+            step = make_pipeline(
+                step, SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()
+            )
+        blocks.append(("dates", step, dates))
+    return ColumnTransformer(blocks)
+
+
+def _tree_preprocessing(config: AirloopConfig) -> ColumnTransformer:
+    blocks = [
+        ("categorical", _codes(), config.dataset.categorical_features()),
+        ("numeric", "passthrough", config.dataset.numeric_features()),
+    ]
+    return _with_dates(config, blocks, scale=False)
 
 
 def _network_preprocessing(config: AirloopConfig) -> ColumnTransformer:
     # Codes first: the MLP embeds its first n_categorical columns.
-    return ColumnTransformer(
-        [
-            ("categorical", _codes(), config.dataset.categorical_features()),
-            ("numeric", StandardScaler(), config.dataset.numeric_features()),
-        ]
-    )
+    blocks = [
+        ("categorical", _codes(), config.dataset.categorical_features()),
+        ("numeric", StandardScaler(), config.dataset.numeric_features()),
+    ]
+    return _with_dates(config, blocks, scale=True)
 
 
 def _linear_preprocessing(config: AirloopConfig) -> ColumnTransformer:
     # A linear model takes no NaN: a missing number becomes the training mean (0 once
     # scaled), as the MLP does. Trees route missing values themselves.
     numeric = make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler())
-    return ColumnTransformer(
-        [
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), config.dataset.categorical_features()),
-            ("numeric", numeric, config.dataset.numeric_features()),
-        ]
-    )
+    blocks = [
+        ("categorical", OneHotEncoder(handle_unknown="ignore"), config.dataset.categorical_features()),
+        ("numeric", numeric, config.dataset.numeric_features()),
+    ]
+    return _with_dates(config, blocks, scale=True)
 
 
 def _estimator(config: AirloopConfig, device: Device) -> Any:
     params, seed = dict(config.model.params), config.model.seed
-    classify = config.task == "binary_classification"
+    classify = config.task in CLASSIFICATION_TASKS
     family = config.model.family
     if family == "xgboost":
         from xgboost import XGBClassifier, XGBRegressor

@@ -34,6 +34,7 @@ class _Network(nn.Module):
         hidden: int,
         layers: int,
         dropout: float,
+        outputs: int = 1,
     ) -> None:
         super().__init__()
         dims = [min(embedding_dim, (card + 1) // 2) for card in cardinalities]
@@ -44,12 +45,14 @@ class _Network(nn.Module):
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
             width = hidden
-        blocks.append(nn.Linear(width, 1))
+        blocks.append(nn.Linear(width, outputs))
         self.mlp = nn.Sequential(*blocks)
 
     def forward(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         embedded = [table(codes[:, i]) for i, table in enumerate(self.embeddings)]
-        return self.mlp(torch.cat([*embedded, numeric], dim=1)).squeeze(1)
+        out = self.mlp(torch.cat([*embedded, numeric], dim=1))
+        # One logit (binary) or value (regression) per row; k logits per row for k classes.
+        return out.squeeze(1) if out.shape[1] == 1 else out
 
 
 class _TabularMLP(BaseEstimator):
@@ -113,7 +116,11 @@ class _TabularMLP(BaseEstimator):
             self.hidden_units,
             self.layers,
             self.dropout,
+            self._outputs(),
         )
+
+    def _outputs(self) -> int:
+        return 1
 
     def _prepare_target(self, y: np.ndarray) -> np.ndarray:
         self.target_mean_, self.target_scale_ = (
@@ -131,10 +138,14 @@ class _TabularMLP(BaseEstimator):
         numeric = np.nan_to_num(X[:, self.n_categorical :], nan=0.0)  # scaled: 0 is the mean
         tensors = [torch.from_numpy(codes).to(device), torch.from_numpy(numeric).to(device)]
         if y is not None:
-            tensors.append(torch.from_numpy(y.astype(np.float32)).to(device))
+            # Class indices for a softmax over k classes, else one float target per row.
+            dtype = np.int64 if self._outputs() > 1 else np.float32
+            tensors.append(torch.from_numpy(y.astype(dtype)).to(device))
         return tuple(tensors)
 
     def _loss(self) -> nn.Module:
+        if self._outputs() > 1:
+            return nn.CrossEntropyLoss()
         return nn.BCEWithLogitsLoss() if self._classify else nn.MSELoss()
 
     def _train(
@@ -229,21 +240,31 @@ class _TabularMLP(BaseEstimator):
 
 
 class TabularMLPClassifier(ClassifierMixin, _TabularMLP):
-    """Binary classifier: predict_proba gives P(label == 1) in its second column."""
+    """Classifier over labels 0..k-1: one logit for two classes, a softmax over k above two.
+
+    predict_proba has a column per class (P(label == 1) in the second for two).
+    """
 
     _classify = True
 
     def fit(self, X: Any, y: Any, eval_set: tuple[Any, Any] | None = None) -> TabularMLPClassifier:
-        self.classes_ = np.array([0, 1])
+        self.classes_ = np.arange(max(2, int(np.max(y)) + 1))
         super().fit(X, y, eval_set)
         return self
 
+    def _outputs(self) -> int:
+        return 1 if len(self.classes_) == 2 else len(self.classes_)
+
     def predict_proba(self, X: Any) -> np.ndarray:
-        positive = 1.0 / (1.0 + np.exp(-self._raw(X).astype(np.float64)))
+        raw = self._raw(X).astype(np.float64)
+        if raw.ndim == 2:
+            shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+            return shifted / shifted.sum(axis=1, keepdims=True)
+        positive = 1.0 / (1.0 + np.exp(-raw))
         return np.column_stack([1.0 - positive, positive])
 
     def predict(self, X: Any) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        return np.argmax(self.predict_proba(X), axis=1)
 
 
 class TabularMLPRegressor(RegressorMixin, _TabularMLP):

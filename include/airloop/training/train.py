@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from airloop.config import GPU_FAMILIES, AirloopConfig, parse_config
-from airloop.data.frames import feature_frame, labelled_rows, labels
+from airloop.config import GPU_FAMILIES, AirloopConfig, Label, parse_config
+from airloop.data.frames import feature_frame
+from airloop.data.labels import CLASSES_METADATA, labelled_rows, labels, predicted_classes, training_classes
 from airloop.evaluation.metrics import model_scores, score_all
 from airloop.paths import StatePaths
 from airloop.tracking import config_hash, environment_tags, package_versions, use_tracking
@@ -92,16 +93,33 @@ class _Rows:
     fit: pd.DataFrame
     validation: pd.DataFrame
     evaluation: pd.DataFrame
+    # A multiclass model's classes (those of the fit rows); validation and evaluation rows
+    # of any other class cannot be scored by it and are left out.
+    classes: list[Label] | None = None
 
     @classmethod
     def read(cls, request: TrainRequest, config: AirloopConfig) -> _Rows:
         train = labelled_rows(pd.read_parquet(request.train_path), config)
         fit, validation = split_validation(train, config)
-        return cls(fit, validation, labelled_rows(pd.read_parquet(request.eval_path), config))
+        evaluation = pd.read_parquet(request.eval_path)
+        if config.task != "multiclass_classification":
+            return cls(fit, validation, labelled_rows(evaluation, config))
+        classes = training_classes(fit, config)
+        if len(classes) < 2:
+            raise ValueError(
+                f"dataset.target: the training rows hold {len(classes)} class(es) {classes}; "
+                "a multiclass model needs at least two"
+            )
+        return cls(
+            fit,
+            labelled_rows(validation, config, classes),
+            labelled_rows(evaluation, config, classes),
+            classes,
+        )
 
     def xy(self, part: str, config: AirloopConfig) -> tuple[pd.DataFrame, Any]:
         rows = getattr(self, part)
-        return feature_frame(rows, config), labels(rows, config).to_numpy()
+        return feature_frame(rows, config), labels(rows, config, self.classes).to_numpy()
 
 
 def train_candidate(request: TrainRequest, paths: StatePaths) -> TrainResult:
@@ -135,10 +153,10 @@ def train_candidate(request: TrainRequest, paths: StatePaths) -> TrainResult:
         metrics = score_all(eval_y, scores, config)
         mlflow.log_metrics({f"val_{name}": value for name, value in validation.items()})
         mlflow.log_metrics({f"eval_{name}": value for name, value in metrics.items()})
-        for name, figure in _figures(config, pipeline, eval_y, scores).items():
+        for name, figure in _figures(config, pipeline, eval_y, scores, rows.classes).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
-        info = _log_model(pipeline, config, fit_X.head(5))
-        _log_reference_profile(request, config, pipeline)
+        info = _log_model(pipeline, config, fit_X.head(5), rows.classes)
+        _log_reference_profile(request, config, pipeline, rows.classes)
         seconds = time.monotonic() - started
         speed = {"fit_seconds": fit_seconds, "fit_rows_per_second": len(fit_X) / fit_seconds}
         mlflow.log_metrics({**speed, "train_seconds": seconds})
@@ -167,7 +185,9 @@ def _log_context(request: TrainRequest, config: AirloopConfig, device: Device, r
     mlflow.log_dict(request.config, "config.json")
 
 
-def _log_reference_profile(request: TrainRequest, config: AirloopConfig, model: Any) -> None:
+def _log_reference_profile(
+    request: TrainRequest, config: AirloopConfig, model: Any, classes: list[Label] | None
+) -> None:
     """The training set's drift reference (and the model's scores on it), kept with the run."""
     import tempfile
 
@@ -177,7 +197,8 @@ def _log_reference_profile(request: TrainRequest, config: AirloopConfig, model: 
 
     train = pd.read_parquet(request.train_path)
     scores = model_scores(model, feature_frame(train, config), config)
-    profile = reference_profile(train, config, scores)
+    predictions = predicted_classes(scores, classes) if classes is not None else scores
+    profile = reference_profile(train, config, predictions)
     with tempfile.TemporaryDirectory() as tmp:
         path = profile.save(Path(tmp) / Path(REFERENCE_ARTIFACT).name)
         mlflow.log_artifact(str(path), str(Path(REFERENCE_ARTIFACT).parent))
@@ -201,7 +222,9 @@ def _log_curves(run_id: str, curves: History) -> None:
         client.log_batch(run_id, metrics=points[start : start + 1000])
 
 
-def _log_model(pipeline: Any, config: AirloopConfig, example: pd.DataFrame) -> Any:
+def _log_model(
+    pipeline: Any, config: AirloopConfig, example: pd.DataFrame, classes: list[Label] | None
+) -> Any:
     import mlflow
     from mlflow.models import infer_signature
 
@@ -214,17 +237,29 @@ def _log_model(pipeline: Any, config: AirloopConfig, example: pd.DataFrame) -> A
         signature=infer_signature(example, pipeline.predict(example)),
         input_example=example,
         skops_trusted_types=_trusted_types(pipeline),
-        # The network's estimator class is airloop code: ship it with the model.
-        code_paths=[str(Path(__file__).resolve().parents[1])] if config.model.family == "torch_mlp" else None,
+        # The network's estimator and the date-parts step are airloop code: ship it with the model.
+        code_paths=[str(Path(__file__).resolve().parents[1])] if _needs_airloop(config) else None,
+        # Serving answers class names, and later evaluations score in this class order.
+        metadata={CLASSES_METADATA: classes} if classes is not None else None,
     )
 
 
-def _figures(config: AirloopConfig, pipeline: Any, y_eval: Any, scores: Any) -> dict[str, Any]:
-    from airloop.evaluation.plots import classification_figures, feature_importance_figure, regression_figures
+def _needs_airloop(config: AirloopConfig) -> bool:
+    return config.model.family == "torch_mlp" or bool(config.dataset.date_features())
 
-    classify = config.task == "binary_classification"
-    figures = classification_figures(y_eval, scores) if classify else regression_figures(y_eval, scores)
-    importance = feature_importance_figure(pipeline, list(config.dataset.features))
+
+def _figures(
+    config: AirloopConfig, pipeline: Any, y_eval: Any, scores: Any, classes: list[Label] | None
+) -> dict[str, Any]:
+    from airloop.evaluation import plots
+
+    if config.task == "binary_classification":
+        figures = plots.classification_figures(y_eval, scores)
+    elif classes is not None:
+        figures = plots.multiclass_figures(y_eval, scores, [str(c) for c in classes])
+    else:
+        figures = plots.regression_figures(y_eval, scores)
+    importance = plots.feature_importance_figure(pipeline, list(config.dataset.features))
     if importance is not None:
         figures["feature_importance"] = importance
     return figures

@@ -1,0 +1,1 @@
+"""Features a model derives inside its own pipeline, so serving takes the raw columns."""
