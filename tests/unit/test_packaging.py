@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 
 from airloop.config import AirloopConfig, load_config, parse_config
-from airloop.data.frames import feature_frame, labelled_rows, labels
+from airloop.data.frames import feature_frame
+from airloop.data.labels import labelled_rows, labels
 from airloop.packaging.bento import (
     bento_tag,
     build_bento,

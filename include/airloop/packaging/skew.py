@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from airloop.config import AirloopConfig
-from airloop.data.frames import feature_frame, labelled_rows
+from airloop.data.frames import feature_frame
+from airloop.data.labels import labelled_rows
 from airloop.evaluation.metrics import model_scores
 from airloop.packaging.serving import post_json, served_bento
 from airloop.paths import StatePaths
