@@ -44,9 +44,7 @@ def card_markdown(
     lines = [
         f"# Model card: {config.model.registered_name} v{version}",
         "",
-        f"Predicts `{target.column}`"
-        + (f" > {target.positive_above}" if target.positive_above is not None else "")
-        + f" ({config.task.replace('_', ' ')}) from: "
+        f"Predicts `{target.column}`{_label_rule(config, record)} ({config.task.replace('_', ' ')}) from: "
         + ", ".join(f"`{f}` ({config.dataset.columns[f].type})" for f in config.dataset.features)
         + ".",
         "",
@@ -92,6 +90,18 @@ def card_markdown(
     ]
     decision = decision_markdown(record).split("\n", 2)[2]  # without its title
     return "\n".join(lines) + "\n" + decision
+
+
+def _label_rule(config: AirloopConfig, record: dict) -> str:
+    """What the model answers of the label: its threshold, positive class or classes."""
+    target = config.dataset.target
+    if target.positive_above is not None:
+        return f" > {target.positive_above}"
+    if target.positive is not None:
+        return f" == {target.positive!r}"
+    if record.get("classes"):
+        return " among " + ", ".join(f"`{c}`" for c in record["classes"])
+    return ""
 
 
 def card_html(markdown: str, title: str) -> str:

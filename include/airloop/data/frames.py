@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from airloop.config import AirloopConfig
+from airloop.config import DATE_TYPES, AirloopConfig
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -31,3 +31,19 @@ def feature_frame(frame: pd.DataFrame, config: AirloopConfig) -> pd.DataFrame:
         column = features[name]
         features[name] = column.astype(str).where(column.notna(), MISSING_CATEGORY)
     return features
+
+
+def in_row_order(frame: pd.DataFrame, config: AirloopConfig) -> pd.DataFrame:
+    """`frame` sorted by `dataset.order_by` (a date column by its date, not its text), if set."""
+    column = config.dataset.order_by
+    if not column:
+        return frame
+    spec = config.dataset.columns[column]
+    if spec.type not in DATE_TYPES:
+        return frame.sort_values(column, kind="stable", ignore_index=True)
+    from airloop.features.date_parts import parse_dates
+
+    dates = parse_dates(frame[column].reset_index(drop=True), spec.format)
+    # NumPy sorts NaT (an unreadable or missing date) last.
+    order = dates.to_numpy(dtype="datetime64[ns]").argsort(kind="stable")
+    return frame.iloc[order].reset_index(drop=True)

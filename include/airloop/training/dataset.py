@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from airloop.config import AirloopConfig
+from airloop.data.frames import in_row_order
 from airloop.data.ingest import partition_path, validated_partitions
 from airloop.data.versioning import tracked_hash, version_file
 from airloop.paths import StatePaths
@@ -44,8 +45,7 @@ def _frames(
     if train_parts != [eval_part]:
         return _read(paths, train_parts), _read(paths, [eval_part])
     frame = _read(paths, [eval_part])
-    if config.dataset.order_by:
-        frame = frame.sort_values(config.dataset.order_by, kind="stable", ignore_index=True)
+    frame = in_row_order(frame, config)
     cut = int(len(frame) * (1 - config.split.bootstrap_eval_fraction))
     return frame.iloc[:cut], frame.iloc[cut:]
 
@@ -85,8 +85,7 @@ def assemble_training_set(config: AirloopConfig, paths: StatePaths) -> TrainingW
 
 def split_validation(frame: pd.DataFrame, config: AirloopConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training rows and the newest `split.validation_fraction` of them, held out."""
-    if config.dataset.order_by:
-        frame = frame.sort_values(config.dataset.order_by, kind="stable", ignore_index=True)
+    frame = in_row_order(frame, config)
     cut = int(len(frame) * (1 - config.split.validation_fraction))
     if cut == 0 or cut == len(frame):
         raise ValueError(
