@@ -14,7 +14,15 @@ from airloop.training.models import build_pipeline
 
 
 def test_each_part_of_a_date() -> None:
-    step = DateParts({"at": (None, ("year", "month", "day", "day_of_week", "day_of_year", "hour", "days_since"), "2013-01-01")})
+    step = DateParts(
+        {
+            "at": (
+                None,
+                ("year", "month", "day", "day_of_week", "day_of_year", "hour", "days_since"),
+                "2013-01-01",
+            )
+        }
+    )
     parts = step.fit_transform(pd.DataFrame({"at": ["2013-03-04 17:30:00"]}))
     # 2013-03-04 was a Monday (0), the 63rd day of the year, 62 days and 17.5 hours after Jan 1.
     assert parts.tolist() == [[2013, 3, 4, 0, 63, 17, pytest.approx(62 + 17.5 / 24)]]
@@ -61,7 +69,11 @@ def test_every_family_learns_from_a_raw_date_column(family) -> None:
     config = parse_config(_dated_config(family))
     days = pd.date_range("2020-01-01", periods=400, freq="D")
     frame = pd.DataFrame(
-        {"on": days.strftime("%d/%m/%Y"), "x": np.random.default_rng(0).normal(size=400), "y": days.month * 10.0}
+        {
+            "on": days.strftime("%d/%m/%Y"),
+            "x": np.random.default_rng(0).normal(size=400),
+            "y": days.month * 10.0,
+        }
     )
     pipeline = build_pipeline(config)
     features = feature_frame(frame, config)

@@ -60,19 +60,45 @@ def test_bool_and_0_1_labels_need_no_positive_class() -> None:
     [
         ("binary_classification", {"column": "y"}, "str", "accuracy", "needs positive"),
         ("binary_classification", {"column": "y", "positive": True}, "str", "accuracy", "quote it"),
-        ("binary_classification", {"column": "y", "positive": "a", "positive_above": 1}, "str", "accuracy", "not both"),
-        ("binary_classification", {"column": "y", "positive": "a", "classes": ["b", "c"]}, "str", "accuracy", "not one of classes"),
+        (
+            "binary_classification",
+            {"column": "y", "positive": "a", "positive_above": 1},
+            "str",
+            "accuracy",
+            "not both",
+        ),
+        (
+            "binary_classification",
+            {"column": "y", "positive": "a", "classes": ["b", "c"]},
+            "str",
+            "accuracy",
+            "not one of classes",
+        ),
         ("binary_classification", {"column": "y", "positive_above": 1}, "str", "accuracy", "numeric column"),
         ("regression", {"column": "y"}, "str", "rmse", "regression needs a numeric column"),
         ("regression", {"column": "y", "positive": 1}, "int", "rmse", "only apply to classification"),
-        ("multiclass_classification", {"column": "y"}, "float", "accuracy", "multiclass labels are int, str or bool"),
-        ("multiclass_classification", {"column": "y", "positive": "a"}, "str", "accuracy", "each value is a class"),
+        (
+            "multiclass_classification",
+            {"column": "y"},
+            "float",
+            "accuracy",
+            "multiclass labels are int, str or bool",
+        ),
+        (
+            "multiclass_classification",
+            {"column": "y", "positive": "a"},
+            "str",
+            "accuracy",
+            "each value is a class",
+        ),
         ("multiclass_classification", {"column": "y"}, "str", "average_precision", "does not fit task"),
         ("multiclass_classification", {"column": "y", "classes": ["a"]}, "str", "accuracy", "at least two"),
         ("binary_classification", {"column": "y"}, "date", "accuracy", "is a date column"),
     ],
 )
-def test_a_label_that_cannot_fit_its_task_fails_at_config_check(task, target, label_type, metric, message) -> None:
+def test_a_label_that_cannot_fit_its_task_fails_at_config_check(
+    task, target, label_type, metric, message
+) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(_config(task, target, label_type, metric))
     assert message in str(error.value)
