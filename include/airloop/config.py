@@ -509,11 +509,11 @@ class AirloopConfig(_Frozen):
                 raise ValueError(f"drift.methods: {method} compares numbers; {column!r} is categorical")
         # A multiclass model's predictions are classes; the others' are numbers.
         categorical = self.task == "multiclass_classification"
-        method = self.drift.prediction_method
-        if method in (("wasserstein", "ks") if categorical else ("chisquare", "z")):
+        predicted_by = self.drift.prediction_method
+        if predicted_by in (("wasserstein", "ks") if categorical else ("chisquare", "z")):
             kind = "numbers" if categorical else "categories"
             raise ValueError(
-                f"drift.prediction_method: {method} compares {kind}; this task's predictions are not"
+                f"drift.prediction_method: {predicted_by} compares {kind}; this task's predictions are not"
             )
 
     def drift_columns(self) -> list[str]:

@@ -111,13 +111,28 @@ def test_the_default_method_follows_evidentlys_rules() -> None:
     }
 
 
-def test_bad_columns_are_named() -> None:
+def test_an_empty_side_is_named() -> None:
     empty = count_values(pd.Series([np.nan, np.inf]), "numerical")
     full = count_values(_numeric(100, 0), "numerical")
     with pytest.raises(ValueError, match="current column 'delay' has no non-null values"):
         compare_column("delay", full, empty)
+
+
+def test_a_test_that_does_not_fit_the_column_is_replaced_and_says_so() -> None:
+    full = count_values(_numeric(100, 0), "numerical")
     labels = count_values(_categorical(100, [0.5, 0.5]), "categorical")
-    with pytest.raises(ValueError, match="'wasserstein' needs a numeric column; 'carrier'"):
-        compare_column("carrier", labels, labels, "wasserstein")
-    with pytest.raises(ValueError, match="'chisquare' needs a categorical column; 'delay'"):
-        compare_column("delay", full, full, "chisquare")
+
+    on_labels = compare_column("carrier", labels, labels, "wasserstein", threshold=0.3)
+    on_numbers = compare_column("delay", full, full, "chisquare", threshold=0.01)
+
+    # Evidently's own pick replaces it; a threshold of the same kind of score is kept.
+    assert (on_labels.method, on_labels.requested_method) == ("z", "wasserstein")
+    assert (
+        on_labels.note
+        == "wasserstein replaced by z: wasserstein compares numbers; 'carrier' holds categories"
+    )
+    assert on_labels.threshold == 0.05 and not on_labels.drifted
+    assert (on_numbers.method, on_numbers.requested_method) == ("ks", "chisquare")
+    assert on_numbers.note is not None and f"'delay' has {full.distinct} distinct numbers" in on_numbers.note
+    assert on_numbers.threshold == 0.01
+    assert compare_column("delay", full, full, "ks").note is None

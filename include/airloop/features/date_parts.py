@@ -59,7 +59,7 @@ class DateParts(BaseEstimator, TransformerMixin):  # type: ignore[misc]
 
     def transform(self, X: Any) -> np.ndarray:
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=list(self.columns or {}))
-        blocks = []
+        blocks: list[np.ndarray] = []
         for name, (fmt, parts, since) in (self.columns or {}).items():
             dates = parse_dates(frame[name].reset_index(drop=True), fmt)
             origin = pd.Timestamp(since)

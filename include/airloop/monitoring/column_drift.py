@@ -20,11 +20,29 @@ tests/unit/test_column_drift.py):
 Default per column, as Evidently picks it: a reference of more than 1000 rows gets
 wasserstein (numeric with more than 5 distinct values) or jensenshannon; a smaller one gets
 ks (numeric, more than 5 values), chisquare (more than 2 values) or z.
+
+Every column gets a finite score. A test that cannot apply to the column as it turned out
+is replaced, and `ColumnDrift` records the method asked for, the one used and why:
+
+- wasserstein or ks on categories (strings have no order or distance);
+- chisquare or z on a numeric column of more than 5 distinct values (Evidently only runs
+  them on numbers where its own default picks them: 5 values or fewer; the numbers are
+  then tested as categories, and `evidently_kind` says to declare them so to Evidently,
+  which accepts these tests by name only for categorical columns);
+- z on more than two distinct values (it tests one value's share against the rest's);
+- chisquare on a single value (no degrees of freedom: its p-value is NaN);
+- any other score that is not finite (scipy's jensenshannon takes the square root of a
+  rounding error below zero on shares that differ only in their last bits).
+
+The replacement is the test Evidently would pick for the column, else psi (defined for
+any two non-empty columns and never NaN). It keeps the threshold asked for when both
+tests give the same kind of score (p-values: ks, chisquare, z; the others: distances),
+else it takes its own default.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -43,10 +61,15 @@ DEFAULT_THRESHOLDS = {
 }
 NUMERIC_ONLY = ("wasserstein", "ks")
 CATEGORICAL_ONLY = ("chisquare", "z")
+P_VALUE_METHODS = ("ks", "chisquare", "z")
+# The last resort when neither the test asked for nor Evidently's pick gives a score.
+FALLBACK_METHOD = "psi"
 # Evidently's limits: above this many reference rows the distance tests are the default;
 # with more distinct reference values than this, numeric columns are binned.
 _SMALL_REFERENCE_ROWS = 1000
 _BINNED_ABOVE_DISTINCT = 20
+# Evidently's default tests numbers as categories (chisquare, z) up to this many values.
+_CATEGORY_TESTS_MAX_NUMBERS = 5
 # scipy's ks_2samp computes exact p-values up to this sample size, asymptotic ones above.
 _KS_EXACT_MAX_N = 10000
 
@@ -72,13 +95,20 @@ class ColumnCounts:
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """One column's test: which method, its score and threshold, and the verdict."""
+    """One column's test: which method, its score and threshold, and the verdict.
+
+    `method` is the test that ran. When it replaced the one asked for (configured, else
+    Evidently's pick), `requested_method` names that one and `note` says why, in the form
+    "chisquare replaced by z: <reason>"; both are None when the test ran as asked.
+    """
 
     column: str
     method: str
     score: float
     threshold: float
     drifted: bool
+    requested_method: str | None = None
+    note: str | None = None
 
 
 def count_values(column: pd.Series, kind: ColumnKind) -> ColumnCounts:
@@ -112,18 +142,97 @@ def compare_column(
     method: str | None = None,
     threshold: float | None = None,
 ) -> ColumnDrift:
-    """Run `method` (Evidently's default when None) on one column; raises on an empty side."""
+    """Run `method` (Evidently's default when None) on one column, or the test that replaces it.
+
+    Always gives a finite score (see the module docstring for when and how a test is
+    replaced). Raises ValueError only when a side has no non-null values to test or the two
+    sides were counted as different kinds.
+    """
     for label, side in (("reference", reference), ("current", current)):
         if side.rows == 0:
             raise ValueError(f"{label} column {column!r} has no non-null values to test")
+    if reference.kind != current.kind:
+        raise ValueError(f"column {column!r} was counted {reference.kind} in reference, {current.kind} now")
+    asked = method or default_method(reference, current)
+    reason = _inapplicable(column, asked, reference, current)
+    if reason is None:
+        score = _score(asked, reference, current)
+        if np.isfinite(score):
+            return _verdict(column, asked, score, _threshold(asked, threshold))
+        reason = f"{asked} gave no finite score ({score}) on these values"
+    return _replacement(column, asked, reason, reference, current, threshold)
+
+
+def _replacement(
+    column: str,
+    asked: str,
+    reason: str,
+    reference: ColumnCounts,
+    current: ColumnCounts,
+    threshold: float | None,
+) -> ColumnDrift:
+    """Evidently's pick for the column, else psi, in place of `asked`; the note says why."""
+    for candidate in (default_method(reference, current), FALLBACK_METHOD):
+        if candidate == asked or _inapplicable(column, candidate, reference, current):
+            continue
+        score = _score(candidate, reference, current)
+        if np.isfinite(score):
+            # A threshold set for a p-value means nothing for a distance, and the other way round.
+            kept = threshold is not None and (asked in P_VALUE_METHODS) == (candidate in P_VALUE_METHODS)
+            test = _verdict(column, candidate, score, _threshold(candidate, threshold if kept else None))
+            return replace(test, requested_method=asked, note=f"{asked} replaced by {candidate}: {reason}")
+    raise AssertionError(f"{FALLBACK_METHOD} gave no finite score for {column!r}")  # psi is always finite
+
+
+def evidently_kind(kind: ColumnKind, method: str) -> ColumnKind:
+    """The column type to declare to Evidently for a column tested by `method`.
+
+    Evidently accepts chisquare and z by name only for categorical columns, so a numeric
+    column they test is declared categorical: both tests read the values as categories
+    (no order), so the scores are the ones they give on it as numbers.
+    """
+    return "categorical" if method in CATEGORICAL_ONLY else kind
+
+
+def unseen_share(reference: ColumnCounts, current: ColumnCounts) -> float:
+    """The share of current non-null rows whose value never occurs in the reference (0.0 if none)."""
+    if current.rows == 0:
+        return 0.0
+    unseen = ~np.isin(current.values, reference.values)
+    return float(current.counts[unseen].sum() / current.rows)
+
+
+def _inapplicable(column: str, method: str, reference: ColumnCounts, current: ColumnCounts) -> str | None:
+    """Why `method` cannot test this column, or None when it can."""
+    if method not in _SCORES:
+        return f"{method} is not a known drift test ({', '.join(METHODS)})"
     if method in NUMERIC_ONLY and reference.kind != "numerical":
-        raise ValueError(f"drift method {method!r} needs a numeric column; {column!r} is categorical")
-    if method in CATEGORICAL_ONLY and reference.kind != "categorical":
-        raise ValueError(f"drift method {method!r} needs a categorical column; {column!r} is numeric")
-    # Evidently's own default may still pick a category test for a numeric column of few values.
-    method = method or default_method(reference, current)
-    threshold = DEFAULT_THRESHOLDS[method] if threshold is None else threshold
-    score = float(_SCORES[method](reference, current))
+        return f"{method} compares numbers; {column!r} holds categories"
+    distinct = len(np.union1d(reference.values, current.values))
+    many_numbers = reference.kind == "numerical" and distinct > _CATEGORY_TESTS_MAX_NUMBERS
+    if method in CATEGORICAL_ONLY and many_numbers:
+        return f"{method} compares categories; {column!r} has {distinct} distinct numbers"
+    if method == "z" and distinct > 2:
+        return f"z compares two values; {column!r} has {distinct}"
+    if method == "chisquare" and distinct < 2:
+        # One category leaves no degrees of freedom: scipy's p-value is NaN.
+        return f"chisquare needs two values or more; {column!r} has one"
+    return None
+
+
+def _score(method: str, reference: ColumnCounts, current: ColumnCounts) -> float:
+    # chisquare divides by the zero expected rows of a category new in current (p = 0, as
+    # Evidently's); a NaN or infinite score is the caller's to replace.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(_SCORES[method](reference, current))
+
+
+def _threshold(method: str, threshold: float | None) -> float:
+    return DEFAULT_THRESHOLDS[method] if threshold is None else threshold
+
+
+def _verdict(column: str, method: str, score: float, threshold: float) -> ColumnDrift:
+    """Evidently's decision rule: p-values drift below the threshold (ks: at it), distances at or above."""
     if method == "ks":
         drifted = score <= threshold
     elif method in ("chisquare", "z"):
@@ -214,8 +323,8 @@ def _chisquare(reference: ColumnCounts, current: ColumnCounts) -> float:
     from scipy.stats import chisquare
 
     _, ref, cur = _aligned(reference, current)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a category new in current: p = 0
-        return float(chisquare(cur, ref * (current.rows / reference.rows))[1])
+    # A category new in current has no expected rows: the statistic is infinite, p = 0.
+    return float(chisquare(cur, ref * (current.rows / reference.rows))[1])
 
 
 def _z(reference: ColumnCounts, current: ColumnCounts) -> float:

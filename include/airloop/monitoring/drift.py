@@ -13,7 +13,7 @@ record (status, share of drifted columns, which columns, per-column scores and m
 the prediction test, a reason sentence and the report paths). It never answers "no drift"
 when it could not measure:
 
-- a compared column missing from the current frame, or a numeric column that is not
+- a compared column missing from the current frame, or an int or float column that is not
   numeric, raises ValueError (the data does not match the config: a schema problem);
 - fewer than `drift.min_rows` rows on either side, or a compared column with fewer than
   `drift.min_rows` non-null values on either side (an all-null column included), gives
@@ -22,6 +22,19 @@ when it could not measure:
 
 Status is "drift" when the share of drifted columns reaches `drift.share_threshold` or the
 predictions drifted.
+
+Every column type is compared (see `airloop.monitoring.reference.compared_frame`): int,
+float, date and datetime columns as numbers, str and bool columns as categories; the
+predictions as numbers, or as classes for a multiclass model. A test that cannot apply to a
+column as it turned out (a constant column, one of two values, a configured test that does
+not fit) is replaced by one that can (`airloop.monitoring.column_drift`); the result's
+`column_notes`, its reason and the snapshot's metadata say which and why. The Evidently
+report is given the test each verdict used, and a numeric column tested by chisquare or z
+(Evidently's own pick for 5 distinct values or fewer on a small reference) is declared
+categorical to it, the only type Evidently accepts those tests for by name.
+
+For each categorical column (and a multiclass model's predictions) the result also gives the
+share of current non-null rows holding a value the reference never had (`unseen_shares`).
 
 A column's score is a distance (wasserstein, jensenshannon, psi, kl_div: drift when the
 score >= its threshold) or a p-value (ks: drift when <= threshold; chisquare, z: when <),
@@ -38,12 +51,20 @@ import numpy as np
 import pandas as pd
 
 from airloop.config import AirloopConfig
-from airloop.monitoring.column_drift import ColumnDrift, compare_column, count_values
+from airloop.monitoring.column_drift import (
+    ColumnDrift,
+    ColumnKind,
+    compare_column,
+    count_values,
+    evidently_kind,
+    unseen_share,
+)
 from airloop.monitoring.reference import (
     PREDICTION,
     ReferenceProfile,
-    check_schema,
+    as_predictions,
     column_kinds,
+    compared_frame,
     count_predictions,
     reference_profile,
 )
@@ -71,6 +92,13 @@ class DriftResult:
     prediction_drift: ColumnDrift | None = None
     # The Evidently workspace run (snapshot id) holding this check's report, if kept there.
     workspace_run: str | None = None
+    # Columns (and "prediction") whose test was replaced: the method asked for, and why
+    # ("chisquare replaced by z: ..."); `column_methods` has the method used.
+    requested_methods: dict[str, str] = field(default_factory=dict)
+    column_notes: dict[str, str] = field(default_factory=dict)
+    # Per categorical column (and categorical predictions): the share of current non-null
+    # rows whose value the reference never had.
+    unseen_shares: dict[str, float] = field(default_factory=dict)
 
     @property
     def drift_detected(self) -> bool:
@@ -90,6 +118,9 @@ class DriftResult:
             "html_path": self.html_path,
             "json_path": self.json_path,
             "workspace_run": self.workspace_run,
+            "requested_methods": dict(self.requested_methods),
+            "column_notes": dict(self.column_notes),
+            "unseen_shares": {name: float(share) for name, share in self.unseen_shares.items()},
         }
 
 
@@ -117,17 +148,20 @@ def compare_to_reference(
     to the Evidently workspace at `workspace` (project `config.name`) when given. Status is
     "drift" when the share of drifted columns >= `config.drift.share_threshold` or the
     predictions drifted, else "no_drift"; "skipped" when a side or a column has fewer than
-    `config.drift.min_rows` (non-null) rows. Raises ValueError when a compared column is
-    missing, a numeric column holds non-numeric values, the predictions are not one per
-    current row, or `name` is not a plain file-name key (see `airloop.paths.safe_key`).
+    `config.drift.min_rows` (non-null) rows. `predictions`: 1-D, one per current row, counted
+    as the profile's were (numbers, or a multiclass model's predicted classes). Raises
+    ValueError when a compared column is missing, an int or float column holds non-numeric
+    values, the predictions are not one 1-D value per current row, the profile lacks or
+    counted differently a compared column, or `name` is not a plain file-name key (see
+    `airloop.paths.safe_key`).
     """
     if not name or safe_key(name) != name:
         raise ValueError(f"report name {name!r} is not file-name safe; pass safe_key(name)")
     kinds = column_kinds(config)
-    check_schema(current, "current", kinds)
+    compared = compared_frame(current, "current", config)
     if predictions is not None and len(predictions) != len(current):
         raise ValueError(f"{len(predictions)} predictions for {len(current)} current rows")
-    counts = {column: count_values(current[column], kind) for column, kind in kinds.items()}
+    counts = {column: count_values(compared[column], kind) for column, kind in kinds.items()}
     skip_reason = _skip_reason(reference, ReferenceProfile(len(current), counts), config.drift.min_rows)
     if skip_reason is not None:
         return DriftResult(
@@ -139,9 +173,7 @@ def compare_to_reference(
             html_path=None,
             json_path=None,
         )
-    missing = [column for column in kinds if column not in reference.columns]
-    if missing:
-        raise ValueError(f"the reference profile has no counts for compared column(s) {missing}")
+    _check_profile(reference, kinds)
 
     drift = config.drift
     tests = [
@@ -154,16 +186,22 @@ def compare_to_reference(
         )
         for column in kinds
     ]
-    prediction = None
+    prediction, current_predictions = None, None
+    unseen = {
+        column: unseen_share(reference.columns[column], counts[column])
+        for column, kind in kinds.items()
+        if kind == "categorical"
+    }
     if predictions is not None and reference.predictions is not None:
+        current_predictions = as_predictions(predictions, reference.predictions.kind)
+        predicted = count_predictions(current_predictions, reference.predictions.kind)
+        # A configured method that does not fit the predictions' kind is replaced, with a note.
         prediction = compare_column(
-            PREDICTION,
-            reference.predictions,
-            count_predictions(predictions),
-            drift.prediction_method,
-            drift.prediction_threshold,
+            PREDICTION, reference.predictions, predicted, drift.prediction_method, drift.prediction_threshold
         )
-    report = _report(reference, current, predictions, config, tests, prediction)
+        if predicted.kind == "categorical":
+            unseen[PREDICTION] = unseen_share(reference.predictions, predicted)
+    report = _report(reference, compared, current_predictions, config, tests, prediction)
     html_path, json_path = report_dir / f"{name}.html", report_dir / f"{name}.json"
     report_dir.mkdir(parents=True, exist_ok=True)
     report.save_html(str(html_path))
@@ -183,6 +221,8 @@ def compare_to_reference(
     if prediction is not None:
         verdict = "drifted" if prediction.drifted else "did not drift"
         reason += f"; predictions {verdict} ({prediction.method} {prediction.score:.4g})"
+    replaced = [test for test in tests + ([prediction] if prediction else []) if test.note]
+    reason += _what_else(replaced, unseen)
     return DriftResult(
         status="drift" if detected or (prediction is not None and prediction.drifted) else "no_drift",
         drift_share=share,
@@ -194,7 +234,34 @@ def compare_to_reference(
         column_methods={test.column: test.method for test in tests},
         prediction_drift=prediction,
         workspace_run=workspace_run,
+        requested_methods={test.column: str(test.requested_method) for test in replaced},
+        column_notes={test.column: str(test.note) for test in replaced},
+        unseen_shares=unseen,
     )
+
+
+def _what_else(replaced: list[ColumnDrift], unseen: dict[str, float]) -> str:
+    """The reason's tail: each replaced test's note, and the columns holding values new to the reference."""
+    tail = "".join(f"; {test.column}: {test.note}" for test in replaced)
+    new_values = {column: share for column, share in unseen.items() if share > 0}
+    if new_values:
+        listed = ", ".join(f"{column} {share:.1%}" for column, share in new_values.items())
+        tail += f"; rows with values unseen in the reference: {listed}"
+    return tail
+
+
+def _check_profile(reference: ReferenceProfile, kinds: dict[str, ColumnKind]) -> None:
+    """Raise ValueError when the profile lacks a compared column or counted one as another kind."""
+    missing = [column for column in kinds if column not in reference.columns]
+    if missing:
+        raise ValueError(f"the reference profile has no counts for compared column(s) {missing}")
+    counted = {column: reference.columns[column].kind for column in kinds}
+    differing = {column: kind for column, kind in counted.items() if kind != kinds[column]}
+    if differing:
+        raise ValueError(
+            f"the reference profile counted {differing} otherwise than the config's types say; "
+            "count the reference again"
+        )
 
 
 def _report(
@@ -205,11 +272,14 @@ def _report(
     tests: list[ColumnDrift],
     prediction: ColumnDrift | None,
 ) -> Any:
-    """Evidently's DataDriftPreset (and ValueDrift of the scores) on the same tests.
+    """Evidently's DataDriftPreset (and ValueDrift of the predictions) on the same tests.
 
-    Drawn from at most report_rows a side: with both sides within it, its numbers are the
-    verdicts' numbers (checked); above, it is a seeded sample's picture, and its metadata
-    says how many rows each side had. Returns the Evidently snapshot.
+    `current` is the compared frame (`compared_frame`) and `predictions` as `as_predictions`
+    gives them. Each column is declared to Evidently as `evidently_kind` says for the test
+    its verdict used, so Evidently accepts that test. Drawn from at most report_rows a
+    side: with both sides within it, its numbers are the verdicts' numbers (checked); above,
+    it is a seeded sample's picture. The snapshot's metadata (kept in the workspace) says how
+    many rows each side had and which tests were replaced. Returns the Evidently snapshot.
     """
     # Evidently takes seconds to import: only pay for it when a comparison actually runs.
     from evidently import DataDefinition, Dataset, Report
@@ -220,6 +290,7 @@ def _report(
     columns = list(kinds)
     limit = config.drift.report_rows
     current_rows = current.loc[:, columns]
+    declared = {test.column: evidently_kind(kinds[test.column], test.method) for test in tests}
     metrics: list[Any] = [
         DataDriftPreset(
             columns=columns,
@@ -229,26 +300,32 @@ def _report(
             per_column_threshold={test.column: test.threshold for test in tests},
         )
     ]
-    numerical = [c for c in columns if kinds[c] == "numerical"]
     reference_rows = reference.sample_frame(limit)
-    if prediction is not None and predictions is not None:
+    if prediction is not None and predictions is not None and reference.predictions is not None:
         current_rows = current_rows.assign(**{PREDICTION: predictions})
         scores = ValueDrift(column=PREDICTION, method=prediction.method, threshold=prediction.threshold)
         metrics.append(scores)
-        numerical.append(PREDICTION)
+        declared[PREDICTION] = evidently_kind(reference.predictions.kind, prediction.method)
     else:
         reference_rows = reference_rows.drop(columns=[PREDICTION], errors="ignore")
     if len(current_rows) > limit:
         current_rows = current_rows.sample(limit, random_state=0)
     definition = DataDefinition(
-        numerical_columns=numerical,
-        categorical_columns=[c for c in columns if kinds[c] == "categorical"],
+        numerical_columns=[c for c, kind in declared.items() if kind == "numerical"],
+        categorical_columns=[c for c, kind in declared.items() if kind == "categorical"],
     )
-    snapshot = Report(metrics, include_tests=True).run(
-        Dataset.from_pandas(current_rows, data_definition=definition),
-        Dataset.from_pandas(reference_rows, data_definition=definition),
-        metadata={"reference_rows": str(reference.rows), "current_rows": str(len(current))},
-    )
+    metadata = {"reference_rows": str(reference.rows), "current_rows": str(len(current))}
+    replaced = [test for test in tests + ([prediction] if prediction else []) if test.note]
+    notes = [f"{test.column}: {test.note}" for test in replaced]
+    if notes:
+        metadata["replaced_tests"] = "; ".join(notes)
+    # chisquare divides by zero expected rows for a category new in current (p = 0, as ours).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snapshot = Report(metrics, include_tests=True).run(
+            Dataset.from_pandas(current_rows, data_definition=definition),
+            Dataset.from_pandas(reference_rows, data_definition=definition),
+            metadata=metadata,
+        )
     if len(current) <= limit and reference.rows <= limit:
         _agrees_with_evidently(snapshot.dict(), tests + ([prediction] if prediction else []))
     return snapshot
