@@ -107,8 +107,8 @@ class ColumnSpec(_Frozen):
             if self.mean is not None:
                 raise ValueError("mean: a date column has no mean check; use min and max")
             _parse_date(self.since, None, "since")
-            if self.format is not None and "%" not in self.format:
-                raise ValueError(f"format: {self.format!r} has no strptime directive (e.g. '%Y-%m-%d')")
+            if self.format is not None:
+                _check_date_format(self.format)
             if self.type == "date" and self.derive and "hour" in self.derive:
                 raise ValueError("derive: a date has no hour; declare the column as datetime")
         return self
@@ -116,6 +116,18 @@ class ColumnSpec(_Frozen):
     def date_parts(self) -> tuple[str, ...]:
         """What a model derives from this date column (the declared parts, else the default)."""
         return tuple(self.derive) if self.derive else DEFAULT_DATE_PARTS[self.type]
+
+
+def _check_date_format(fmt: str) -> None:
+    """Raise naming `format` unless a date written in it reads back (e.g. '%Y-%m-%d')."""
+    from datetime import datetime
+
+    try:
+        ok = "%" in fmt and bool(datetime.strptime(datetime(2001, 2, 3, 4, 5, 6).strftime(fmt), fmt))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"format: {fmt!r} is not a strptime date format (e.g. '%Y-%m-%d')")
 
 
 def _parse_date(value: Any, fmt: str | None, key: str) -> Any:

@@ -2,25 +2,39 @@
 
 Every expectation comes from `config.dataset`: each declared column exists, has its declared
 type, is not null unless nullable, stays within min/max and within its allowed values, and the
-table has between `min_rows` and `max_rows` rows. The gate fails closed: a partition that fails,
-or cannot even be read, is moved to `quarantine/<partition>/` with its validation result (nothing
-is deleted) and `PartitionRejected` is raised.
+table has between `min_rows` and `max_rows` rows, unique keys and labels among the declared
+classes. Date columns must read as dates (in their format, when given), lie within min/max and
+not in the future, and the partition's date column within the period its name covers. The gate
+fails closed: a partition that fails, or cannot even be read, is moved to
+`quarantine/<partition>/` with its validation result (nothing is deleted) and `PartitionRejected`
+is raised.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from statistics import median
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from airloop.config import AirloopConfig, ColumnSpec, ColumnType
+from airloop.config import (
+    DATE_TYPES,
+    AirloopConfig,
+    ColumnSpec,
+    ColumnType,
+    DatasetConfig,
+    PartitionSpec,
+)
 from airloop.data.frames import read_table
 from airloop.paths import StatePaths, safe_key
 
@@ -50,13 +64,27 @@ _INT_TYPES = [
 _FLOAT_TYPES = [
     *_INT_TYPES, "float", "float16", "float32", "float64", "Float32Dtype", "Float64Dtype",
 ]  # fmt: skip
+# A date column is checked as `_checkable` leaves it: datetime64 where every value read as a
+# date, else an object column of Timestamps and the raw values that did not read.
+_DATE_TYPE_LIST = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]", "Timestamp"]
 _TYPE_LISTS: dict[ColumnType, list[str]] = {
     "int": _INT_TYPES,
     "float": _FLOAT_TYPES,
     # Not "object": every value is an instance of object, so it would accept anything.
     "str": ["str", "StringDtype"],
     "bool": ["bool", "BooleanDtype"],
+    "date": _DATE_TYPE_LIST,
+    "datetime": _DATE_TYPE_LIST,
 }
+# The finest field a date partition's format names decides the period its name covers
+# ("%Y-%m": a month); a format naming none of these covers a year.
+_PERIOD_STEPS = (
+    (frozenset("SXc"), pd.DateOffset(seconds=1)),
+    (frozenset("M"), pd.DateOffset(minutes=1)),
+    (frozenset("HI"), pd.DateOffset(hours=1)),
+    (frozenset("djaAwuUWVx"), pd.DateOffset(days=1)),
+    (frozenset("mbB"), pd.DateOffset(months=1)),
+)
 
 # SUMMARY keeps unexpected counts and a few example values, enough to say what went wrong;
 # a short example list keeps the result JSON small.
@@ -97,50 +125,100 @@ class ValidationOutcome:
 
 
 def build_expectations(
-    config: AirloopConfig, previous_rows: list[int] | None = None
+    config: AirloopConfig,
+    previous_rows: list[int] | None = None,
+    partition: str | None = None,
+    today: datetime | None = None,
 ) -> list[gxe.Expectation]:
-    """The expectations a partition must meet, derived only from `config.dataset`.
+    """The expectations a partition must meet, derived from `config.dataset`.
 
-    Each carries its check name and severity in `meta`, so the verdict can be read back from
-    GX's result. `previous_rows` (row counts of the partitions before this one) bounds growth.
+    Each carries its check name and severity in `meta` (and, for checks on a date column's
+    parsed copy, the column it stands for), so the verdict can be read back from GX's result.
+    `previous_rows` (row counts of the partitions before this one) bounds growth; `partition`
+    (its name) bounds the dates of `dataset.partition.column`; a date after `today` (default:
+    now) lies in the future. The frame checked must be `_checkable`'s.
     """
     dataset = config.dataset
-    warn = set(dataset.warn_on)
+    now = _utc_naive(today or datetime.now(UTC))
     expectations: list[gxe.Expectation] = []
     for name, spec in dataset.columns.items():
-        expectations.extend(_column_expectations(name, spec))
-    table = [
+        expectations.extend(_column_expectations(name, spec, now))
+    expectations.extend(_table_expectations(dataset, previous_rows, partition))
+    return expectations
+
+
+def _table_expectations(
+    dataset: DatasetConfig, previous_rows: list[int] | None, partition: str | None
+) -> list[gxe.Expectation]:
+    warn = set(dataset.warn_on)
+    table: list[tuple[str, gxe.Expectation]] = [
         (
             "row_count",
             gxe.ExpectTableRowCountToBeBetween(min_value=dataset.min_rows, max_value=dataset.max_rows),
         ),
         (
             "extra_columns",
-            gxe.ExpectTableColumnsToMatchSet(column_set=list(dataset.columns), exact_match=True),
+            gxe.ExpectTableColumnsToMatchSet(column_set=_checked_columns(dataset), exact_match=True),
         ),
     ]
     if dataset.keys:
-        table.append(("unique_keys", gxe.ExpectCompoundColumnsToBeUnique(column_list=list(dataset.keys))))
+        table.append(("unique_keys", _unique(dataset.keys)))
     if dataset.max_row_growth and previous_rows:
         ceiling = int(median(previous_rows) * dataset.max_row_growth)
         table.append(("row_growth", gxe.ExpectTableRowCountToBeBetween(min_value=0, max_value=ceiling)))
-    expectations.extend(_tagged(e, check, check in warn) for check, e in table)
-    return expectations
+    found = [_tagged(e, check, check in warn) for check, e in table]
+    target = dataset.target
+    if target.classes is not None:
+        # isin compares as the column's values are: 3.0 (an int column read as float) is 3.
+        labels = gxe.ExpectColumnValuesToBeInSet(column=target.column, value_set=list(target.classes))
+        note = f"labels must be one of {list(target.classes)}"
+        found.append(_tagged(labels, "target_classes", "target_classes" in warn, note=note))
+    period = _partition_period(dataset.partition, partition)
+    if period is not None and dataset.partition.column is not None:
+        column, (start, end) = dataset.partition.column, period
+        within = gxe.ExpectColumnValuesToBeBetween(
+            column=_parsed(column), min_value=start, max_value=end, strict_max=True
+        )
+        note = f"outside partition {partition!r}, which covers {_text(start)} up to {_text(end)}"
+        found.append(_tagged(within, "partition_date", "partition_date" in warn, note=note, column=column))
+    return found
 
 
-def _column_expectations(name: str, spec: ColumnSpec) -> list[gxe.Expectation]:
-    checks: list[tuple[str, gxe.Expectation]] = [
-        ("exists", gxe.ExpectColumnToExist(column=name)),
-        ("type", gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=_type_list(spec))),
+def _unique(keys: tuple[str, ...]) -> gxe.Expectation:
+    # GX's compound check refuses a single column.
+    if len(keys) == 1:
+        return gxe.ExpectColumnValuesToBeUnique(column=keys[0])
+    return gxe.ExpectCompoundColumnsToBeUnique(column_list=list(keys))
+
+
+def _column_expectations(name: str, spec: ColumnSpec, now: pd.Timestamp) -> list[gxe.Expectation]:
+    warn = set(spec.warn_on)
+    typed = gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=_type_list(spec))
+    found = [
+        _tagged(gxe.ExpectColumnToExist(column=name), "exists", "exists" in warn),
+        _tagged(typed, "type", "type" in warn, note=_type_note(spec)),
     ]
     if not spec.nullable:
-        checks.append(("not_null", gxe.ExpectColumnValuesToNotBeNull(column=name)))
+        found.append(_tagged(gxe.ExpectColumnValuesToNotBeNull(column=name), "not_null", "not_null" in warn))
     elif not spec.all_null_ok:
         # At least one value: a column that arrives all-null is broken upstream, not "nullable".
-        checks.append(("not_null", gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=1e-9)))
+        some = gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=1e-9)
+        found.append(_tagged(some, "not_null", "not_null" in warn))
+    if spec.type in DATE_TYPES:
+        return found + _date_expectations(name, spec, now)
+    return found + _value_expectations(name, spec)
+
+
+def _value_expectations(name: str, spec: ColumnSpec) -> list[gxe.Expectation]:
+    checks: list[tuple[str, gxe.Expectation]] = []
     if spec.min is not None or spec.max is not None:
         checks.append(
-            ("range", gxe.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max))
+            (
+                "range",
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=name, min_value=_number(spec.min), max_value=_number(spec.max)
+                ),
+            )
         )
     if spec.allowed is not None:
         checks.append(("allowed", gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(spec.allowed))))
@@ -151,9 +229,116 @@ def _column_expectations(name: str, spec: ColumnSpec) -> list[gxe.Expectation]:
     return [_tagged(e, check, check in spec.warn_on) for check, e in checks]
 
 
-def _tagged(expectation: gxe.Expectation, check: str, warning: bool) -> gxe.Expectation:
-    expectation.meta = {"airloop_check": check, "severity": "warning" if warning else "error"}
+def _number(bound: float | str | None) -> float | None:
+    # Text bounds are dates, which only date columns have (the config says so).
+    return float(bound) if isinstance(bound, str) else bound
+
+
+def _date_expectations(name: str, spec: ColumnSpec, now: pd.Timestamp) -> list[gxe.Expectation]:
+    """Range, allowed dates and not-in-the-future, checked on the column's parsed copy."""
+    parsed, warn = _parsed(name), "range" in spec.warn_on
+    low = None if spec.min is None else _date_bound(spec.min, spec.format)
+    high = None if spec.max is None else _date_bound(spec.max, spec.format)
+    found = []
+    if low is not None or high is not None:
+        between = gxe.ExpectColumnValuesToBeBetween(column=parsed, min_value=low, max_value=high)
+        note = f"dates must lie {_span(low, high)}"
+        found.append(_tagged(between, "range", warn, note=note, column=name))
+    # A max before now already refuses every future date.
+    if not spec.future_ok and (high is None or high > now):
+        # A date (a day) is in the future from tomorrow on; a datetime from now on.
+        latest = now if spec.type == "datetime" else now.normalize() + pd.Timedelta(days=1)
+        future = gxe.ExpectColumnValuesToBeBetween(
+            column=parsed, max_value=latest, strict_max=spec.type == "date"
+        )
+        note = f"in the future (after {now:%Y-%m-%d %H:%M} UTC); set future_ok to allow"
+        found.append(_tagged(future, "range", warn, note=note, column=name))
+    if spec.allowed is not None:
+        allowed = [_date_bound(value, spec.format, strict=False) for value in spec.allowed]
+        in_set = gxe.ExpectColumnValuesToBeInSet(column=parsed, value_set=allowed)
+        found.append(_tagged(in_set, "allowed", "allowed" in spec.warn_on, column=name))
+    return found
+
+
+def _tagged(
+    expectation: gxe.Expectation,
+    check: str,
+    warning: bool,
+    note: str | None = None,
+    column: str | None = None,
+) -> gxe.Expectation:
+    """`expectation` with its check name and severity; `note` says what a failure means, and
+    `column` names the declared column when the expectation runs on its parsed copy."""
+    meta = {"airloop_check": check, "severity": "warning" if warning else "error"}
+    if note is not None:
+        meta["airloop_note"] = note
+    if column is not None:
+        meta["airloop_column"] = column
+    expectation.meta = meta
     return expectation
+
+
+def _type_note(spec: ColumnSpec) -> str | None:
+    if spec.type not in DATE_TYPES:
+        return None
+    return f"not a date in format {spec.format!r}" if spec.format else "not readable as a date"
+
+
+def _parsed(name: str) -> str:
+    """The name of a date column's parsed copy in the checked frame."""
+    return f"{name} (parsed)"
+
+
+def _checked_columns(dataset: DatasetConfig) -> list[str]:
+    """The columns of the checked frame: the declared ones and each date column's parsed copy."""
+    dates = [_parsed(name) for name, spec in dataset.columns.items() if spec.type in DATE_TYPES]
+    return [*dataset.columns, *dates]
+
+
+def _date_bound(value: Any, fmt: str | None, strict: bool = True) -> Any:
+    """A configured date (text in the column's format, when given) as a naive UTC timestamp.
+
+    The config has checked min and max; a value that does not read (strict=False) stays text.
+    """
+    try:
+        if fmt is not None and isinstance(value, str):
+            stamp = pd.to_datetime(value, format=fmt)
+        else:
+            stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        if strict:
+            raise
+        return value
+    return _utc_naive(stamp)
+
+
+def _utc_naive(moment: Any) -> pd.Timestamp:
+    """`moment` as a timestamp without time zone, in UTC (a naive one is taken as UTC)."""
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_convert(None) if stamp.tzinfo is not None else stamp
+
+
+def _span(low: pd.Timestamp | None, high: pd.Timestamp | None) -> str:
+    if low is None:
+        return f"on or before {_text(high)}"
+    return f"on or after {_text(low)}" if high is None else f"from {_text(low)} to {_text(high)}"
+
+
+def _partition_period(spec: PartitionSpec, partition: str | None) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The start and (exclusive) end of the period a date partition's name covers.
+
+    None without a partition column, or when the name does not read in the format (that is
+    reported on its own).
+    """
+    if spec.column is None or spec.date_format is None or partition is None:
+        return None
+    try:
+        start = _utc_naive(datetime.strptime(partition, spec.date_format))
+    except ValueError:
+        return None
+    fields = set(re.findall("%(.)", spec.date_format.replace("%%", "")))
+    step = next((step for names, step in _PERIOD_STEPS if fields & names), pd.DateOffset(years=1))
+    return start, start + step
 
 
 def _type_list(spec: ColumnSpec) -> list[str]:
@@ -178,14 +363,14 @@ def validate_frame(
     Never raises for bad data: the outcome says what failed (errors) and what only warned.
     Quarantine is the caller's business.
     """
-    result, context = _validate(
-        _checkable(frame), build_expectations(config, previous_rows), name=config.name
-    )
+    now = today or datetime.now(UTC)
+    expectations = build_expectations(config, previous_rows, partition, now)
+    result, context = _validate(_checkable(frame, config.dataset), expectations, name=config.name)
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(result.to_json_dict(), indent=2))
     docs = _data_docs_page(context, result, config.name, partition, docs_site) if docs_site else None
-    found = _failures(result, set(config.dataset.columns))
-    date_problem = _partition_date_problem(config, partition, today or datetime.now(UTC))
+    found = _failures(result, set(_checked_columns(config.dataset)))
+    date_problem = _partition_date_problem(config, partition, now)
     if date_problem is not None:
         severity = "warning" if "partition_date" in config.dataset.warn_on else "error"
         found.append(
@@ -216,14 +401,126 @@ def _partition_date_problem(config: AirloopConfig, partition: str, today: dateti
     return None
 
 
-def _checkable(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with pandas string-extension columns as object, the rest untouched (not copied).
+def _checkable(frame: pd.DataFrame, dataset: DatasetConfig) -> pd.DataFrame:
+    """`frame` as the expectations check it; the caller's frame is never changed.
 
-    GX matches extension dtypes by equality with one default instance, so pyarrow-backed strings
-    (which Parquet round-trips) would fail a str type check; as object they are checked per value.
+    Pandas string-extension columns become object: GX matches extension dtypes by equality with
+    one default instance, so pyarrow-backed strings (which Parquet round-trips) would fail a str
+    type check; as object they are checked per value. Each date column becomes its values read
+    as dates (the raw value where one does not read, for the type check to name), and gains a
+    parsed copy (NaT where a value does not read) that range, future and partition checks
+    compare: datetime64, which GX compares vectorized. A missing date column's copy is all NaT,
+    so only its absence is reported.
     """
     strings = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.StringDtype)]
-    return frame.astype({c: object for c in strings}) if strings else frame
+    checkable = frame.astype({c: object for c in strings}) if strings else frame
+    dates = {name: spec for name, spec in dataset.columns.items() if spec.type in DATE_TYPES}
+    if not dates:
+        return checkable
+    checkable = checkable.copy(deep=False)
+    for name, spec in dates.items():
+        if name not in checkable.columns:
+            checkable[_parsed(name)] = pd.Series(pd.NaT, index=checkable.index, dtype="datetime64[ns]")
+            continue
+        raw = checkable[name]
+        parsed = _parse_dates(raw, spec.format)
+        checkable[name] = _typed(raw, parsed)
+        checkable[_parsed(name)] = parsed
+    return checkable
+
+
+def _parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
+    """`values` as naive UTC timestamps, NaT where null or not a date.
+
+    datetime64 columns (Parquet carries real timestamps) and date or datetime objects are dates
+    already; text must match `fmt` when given, else read as a date (`_parse_text`); numbers are
+    dates only as the digits of `fmt` (a CSV reads 20130105 as a number).
+    """
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return _as_naive_ns(values)
+    width = _digit_width(fmt)
+    inputs = values.map(lambda value: _date_input(value, width)).to_numpy(dtype=object)
+    is_text = np.fromiter((isinstance(v, str) for v in inputs), dtype=bool, count=len(inputs))
+    is_date = np.fromiter((isinstance(v, date) for v in inputs), dtype=bool, count=len(inputs))
+    out = np.full(len(inputs), np.datetime64("NaT"), dtype="datetime64[ns]")
+    if is_text.any():
+        out[is_text] = _parse_text(pd.Series(inputs[is_text], dtype=object), fmt).to_numpy()
+    if is_date.any():
+        out[is_date] = _to_datetime(pd.Series(inputs[is_date], dtype=object)).to_numpy()
+    return pd.Series(out, index=values.index, name=values.name)
+
+
+def _digit_width(fmt: str | None) -> int | None:
+    """How many digits a date in `fmt` has when it is all digits ("%d%m%Y": 8), else None."""
+    sample = datetime(2001, 1, 1).strftime(fmt) if fmt else ""
+    return len(sample) if sample.isdigit() else None
+
+
+def _date_input(value: Any, width: int | None) -> str | date | None:
+    """What in a raw value may be a date: text, a date object, or, where the format is all
+    digits (`width` of them), a whole number's digits with the leading zeros a CSV drops."""
+    if isinstance(value, str | date):
+        return value
+    if isinstance(value, np.datetime64):
+        try:
+            return pd.Timestamp(value)
+        except (ValueError, OverflowError):
+            return None
+    if width is None or isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    return str(value).zfill(width) if isinstance(value, int | np.integer) and value >= 0 else None
+
+
+def _parse_text(text: pd.Series, fmt: str | None) -> pd.Series:
+    """Text as naive UTC timestamps, NaT where it does not read.
+
+    With `fmt`, every value must match it. Without, each value is read in the form pandas
+    infers from the first one (fast), and what that leaves unread is read value by value
+    (dateutil), so the slow parse only sees the odd ones out. Not format="ISO8601": pandas
+    2.3 applies an earlier value's UTC offset to a later value that has none.
+    """
+    if fmt is not None:
+        return _to_datetime(text, format=fmt)
+    parsed = _to_datetime(text)
+    unread = parsed.isna().to_numpy()
+    if unread.any():
+        parsed[unread] = _to_datetime(text[unread], format="mixed").to_numpy()
+    return parsed
+
+
+def _to_datetime(values: pd.Series, **how: str) -> pd.Series:
+    with warnings.catch_warnings():
+        # "Could not infer format ...": parsing each value alone is the intended fallback.
+        warnings.simplefilter("ignore")
+        try:
+            parsed = pd.to_datetime(values, errors="coerce", utc=True, **how)
+        except (ValueError, TypeError, OverflowError):
+            # A format pandas cannot apply at all (a bad directive): no value reads in it.
+            return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    return _as_naive_ns(parsed)
+
+
+def _as_naive_ns(stamps: pd.Series) -> pd.Series:
+    """Timestamps in UTC without time zone, at nanosecond resolution where they fit it."""
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        stamps = stamps.dt.tz_convert(None)
+    try:
+        return stamps.astype("datetime64[ns]")
+    except (ValueError, OverflowError):
+        # Beyond nanosecond range (year 9999 from Parquet): GX compares these per value instead.
+        return stamps
+
+
+def _typed(raw: pd.Series, parsed: pd.Series) -> pd.Series:
+    """A date column as its type check sees it: the dates, and the raw values that did not read."""
+    unread = raw.notna().to_numpy() & parsed.isna().to_numpy()
+    if not unread.any():
+        return parsed
+    typed = parsed.astype(object).to_numpy()
+    typed[unread] = raw.to_numpy(dtype=object)[unread]
+    return pd.Series(typed, index=raw.index, name=raw.name, dtype=object)
 
 
 def _validate(
@@ -322,15 +619,17 @@ def _failures(result: ExpectationSuiteValidationResult, declared: set[str]) -> l
     missing = {_column(r) for r in failed if _expectation_type(r) == COLUMN_EXISTS}
     found = []
     for r in failed:
-        if _expectation_type(r) != COLUMN_EXISTS and _column(r) in missing:
+        if _expectation_type(r) != COLUMN_EXISTS and missing & {_column(r), *_column_list(r)}:
             continue
+        meta = (r.expectation_config.meta if r.expectation_config else None) or {}
         details = _details(r)
+        if meta.get("airloop_note"):
+            details = f"{details} ({meta['airloop_note']})"
         if _expectation_type(r) == MATCH_SET:
             extra = sorted(set((r.result or {}).get("observed_value") or []) - declared)
             if not extra:
                 continue  # only missing columns, each already reported
             details = f"columns not declared in the config: {extra}"
-        meta = (r.expectation_config.meta if r.expectation_config else None) or {}
         found.append(
             {
                 "expectation": _expectation_type(r),
@@ -349,8 +648,16 @@ def _expectation_type(result: ExpectationValidationResult) -> str:
 
 
 def _column(result: ExpectationValidationResult) -> str | None:
+    """The declared column checked (not the name of its parsed copy)."""
     config = result.expectation_config
-    return config.kwargs.get("column") if config else None
+    if config is None:
+        return None
+    return (config.meta or {}).get("airloop_column") or config.kwargs.get("column")
+
+
+def _column_list(result: ExpectationValidationResult) -> list[str]:
+    config = result.expectation_config
+    return list(config.kwargs.get("column_list") or []) if config else []
 
 
 def _details(result: ExpectationValidationResult) -> str:
@@ -371,9 +678,29 @@ def _examples(values: list[Any]) -> list[Any]:
     # Nulls say nothing (the not-null check already counts them); repeats say nothing new.
     examples: list[Any] = []
     for value in values:
-        if not (pd.api.types.is_scalar(value) and pd.isna(value)) and value not in examples:
-            examples.append(value)
+        if pd.api.types.is_scalar(value) and pd.isna(value):
+            continue
+        plain = _plain(value)
+        if plain not in examples:
+            examples.append(plain)
     return examples
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON carries it (the outcome goes to XCom): dates as ISO text, numpy scalars
+    as Python ones."""
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    if isinstance(value, date):
+        return _text(value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _text(moment: date | None) -> str:
+    """A date as ISO text: the day alone at midnight, the full time otherwise."""
+    if isinstance(moment, datetime) and (moment.time() != time() or moment.tzinfo is not None):
+        return moment.isoformat()
+    return moment.date().isoformat() if isinstance(moment, datetime) else str(moment)
 
 
 def _exception_message(info: dict[str, Any]) -> str | None:

@@ -23,6 +23,8 @@ def parse_dates(values: Any, fmt: str | None) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         parsed = series
     else:
+        if fmt is not None and pd.api.types.is_numeric_dtype(series.dtype):
+            series = _digits(series, fmt)
         text = series.where(series.notna(), None).astype("object")
         parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
         # Without a format pandas takes the first value's and drops the rest's: read
@@ -33,6 +35,16 @@ def parse_dates(values: Any, fmt: str | None) -> pd.Series:
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed
+
+
+def _digits(numbers: pd.Series, fmt: str) -> pd.Series:
+    """An all-digit date (20130105) a CSV reader took for a number, as its text again, with
+    the leading zeros a number loses (05012013 for "%d%m%Y")."""
+    from datetime import datetime
+
+    width = len(datetime(2001, 1, 1).strftime(fmt))
+    whole = numbers.astype("Int64").astype("string")
+    return whole.str.zfill(width).astype(object).where(numbers.notna(), None)
 
 
 def _part(dates: pd.Series, part: str, since: pd.Timestamp) -> np.ndarray:
