@@ -53,7 +53,12 @@ def cmd_validate(args: argparse.Namespace, config: AirloopConfig, paths: StatePa
 def cmd_data_profile(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
     from airloop.data.profile import profile_yaml
 
-    print(profile_yaml(Path(args.file)), end="")
+    try:
+        text = profile_yaml(args.files, target=args.target, task=args.task, name=args.name)
+    except ValueError as error:
+        print(f"airloop data profile: {error}", file=sys.stderr)
+        return 2
+    print(text, end="")
     return 0
 
 
@@ -229,8 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="partitions: profile, revalidate, checkout").add_subparsers(
         dest="action", required=True
     )
-    profile = data.add_parser("profile", help="propose the dataset section of a config from a sample file")
-    profile.add_argument("file")
+    profile = data.add_parser(
+        "profile",
+        help="propose the dataset section of a config from partition files; with --target, a whole config",
+    )
+    profile.add_argument(
+        "files", nargs="+", metavar="FILE", help="CSV or Parquet files, one per partition, or quoted globs"
+    )
+    profile.add_argument("--target", help="the column to predict: write a complete config")
+    profile.add_argument(
+        "--task",
+        choices=["binary_classification", "multiclass_classification", "regression"],
+        help="with --target (default: inferred from the target's values)",
+    )
+    profile.add_argument("--name", help="with --target: the config's name (default: from the files' names)")
     profile.set_defaults(func=cmd_data_profile, needs_config=False)
     revalidate = data.add_parser(
         "revalidate", help="validate a quarantined partition again; release it if it passes"
