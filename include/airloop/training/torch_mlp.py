@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from torch import nn
 
 _PREDICT_BATCH = 65_536
+_MIN_STEPS_PER_EPOCH = 32
 
 
 class _Network(nn.Module):
@@ -164,13 +165,16 @@ class _TabularMLP(BaseEstimator):
         history: dict[str, list[float]] = {"train_loss": [], "validation_loss": []}
         best, best_state, stale = float("inf"), None, 0
         rows = train[0].shape[0]
+        # A small table would make a handful of steps an epoch, too few to learn anything:
+        # smaller batches give it at least _MIN_STEPS_PER_EPOCH.
+        batch_size = min(self.batch_size, max(16, math.ceil(rows / _MIN_STEPS_PER_EPOCH)))
         for _epoch in range(self.max_epochs):
             module.train()
             order = torch.randperm(rows, generator=generator).to(device)
             # Summed on the device: reading the loss every batch would sync the GPU each step.
             total = torch.zeros((), device=device)
-            for start in range(0, rows, self.batch_size):
-                batch = order[start : start + self.batch_size]
+            for start in range(0, rows, batch_size):
+                batch = order[start : start + batch_size]
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=on_gpu):
                     loss = loss_fn(module(train[0][batch], train[1][batch]).float(), train[2][batch])
                 optimizer.zero_grad(set_to_none=True)
