@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from airloop.airflow_api import AirflowClient
@@ -72,6 +74,10 @@ def task_durations(client: AirflowClient) -> dict[str, dict[str, float]]:
     }
 
 
+# A partition to land: its name, and what writes its file into the landing directory.
+Landing = tuple[str, Callable[[Path], object]]
+
+
 def replay(
     config: AirloopConfig,
     paths: StatePaths,
@@ -79,7 +85,15 @@ def replay(
     keep_running: bool = False,
     month_timeout: float = 600,
 ) -> int:
-    """Start the embedded stack, land each month, wait for it to settle, print the summary."""
+    """Start the embedded stack, land each month of flights, wait for it to settle, print the summary."""
+    landings = [(month_partition(m), partial(land_month, m)) for m in months]
+    return replay_landings(paths, landings, keep_running, month_timeout)
+
+
+def replay_landings(
+    paths: StatePaths, landings: Sequence[Landing], keep_running: bool = False, timeout: float = 600
+) -> int:
+    """Start the embedded stack, land each partition, wait for it to settle, print the summary."""
     stack = Stack(paths)
     stack.start()
     try:
@@ -87,13 +101,13 @@ def replay(
         wait_for_dags(client)
         timings: dict[str, float] = {}
         started = time.monotonic()
-        for month in months:
-            partition, month_started = month_partition(month), time.monotonic()
-            land_month(month, paths.landing)
+        for partition, land in landings:
+            month_started = time.monotonic()
+            land(paths.landing)
             print(f"landed {partition}; waiting for the loop ...", flush=True)
             while not month_settled(client, paths, partition):
-                if time.monotonic() - month_started > month_timeout:
-                    raise TimeoutError(f"{partition} did not settle in {month_timeout:.0f} s")
+                if time.monotonic() - month_started > timeout:
+                    raise TimeoutError(f"{partition} did not settle in {timeout:.0f} s")
                 time.sleep(2)
             timings[partition] = round(time.monotonic() - month_started, 1)
             print(f"{partition} settled in {timings[partition]} s", flush=True)
@@ -106,7 +120,8 @@ def replay(
         print()
         print(render_table(month_rows(paths)))
         print(
-            f"\n{len(months)} months in {report['total_s']} s (timings: {paths.reports / 'demo_timing.json'})"
+            f"\n{len(landings)} partitions in {report['total_s']} s "
+            f"(timings: {paths.reports / 'demo_timing.json'})"
         )
         _print_access(stack, paths, keep_running)
         return 0
