@@ -1,14 +1,23 @@
-"""Serving load: the champion's bento vs `mlflow models serve` on the same model, side by side.
+"""Serving load: the champion's bento (/predict with one record, /predict_one) vs `mlflow
+models serve` on the same model, and a multiclass bento vs the binary one, side by side.
 
-    .venv/bin/python benchmarks/serving_load.py [--seconds 20] [--connections 32]
+    .venv/bin/python benchmarks/serving_load.py [--seconds 20] [--connections 32] [--rounds 1]
 
-Needs wrk (`apt-get install wrk`). In a fresh state dir it trains one model the way the
-pipeline does (January–March 2013, configs/flights.yaml), registers it (with its digest)
-and builds its bento. Then, one server at a time on 127.0.0.1 and a free port, wrk sends
-single-record POSTs from `--connections` connections for `--seconds` seconds (after a
-5-second warm-up): the bento's /predict with {"records": [record]}, MLflow's /invocations
-with {"dataframe_records": [record]}. Records cycle through 200 real December rows.
-Prints Markdown: requests/s, latency percentiles, errors, and the ratio.
+Needs wrk (Debian: `apt-get install -y wrk`); it stops at once, saying so, without it. In a
+fresh state dir it trains two models the way the pipeline does (January–March 2013,
+configs/flights.yaml, the default xgboost family): the config's binary one (arrives more
+than 15 minutes late) and a multiclass one on the same table shape (the same rows and
+features; the label is the arrival delay's band: early, on_time, late, very_late). It
+registers both (with their digests) and builds their bentos. Then, one server at a time
+on 127.0.0.1 and a free port, wrk sends single-record POSTs from `--connections`
+connections for `--seconds` seconds (after a 5-second warm-up), `--rounds` times per route,
+the routes of one server taking turns: the binary bento's /predict with
+{"records": [record]} and /predict_one with {"record": record}, MLflow's /invocations with
+{"dataframe_records": [record]}, and the multiclass bento's two routes.
+Records cycle through 200 real December rows. Prints Markdown: requests/s, latency
+percentiles, the server's CPU time per request (its processes' user + system time over the
+run, from /proc: steadier than requests/s on a machine shared with other work), errors,
+and the ratios.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,8 +39,8 @@ from typing import Any
 
 import pandas as pd
 
-from airloop.config import load_config
-from airloop.packaging.serving import served_bento
+from airloop.config import AirloopConfig, load_config, parse_config
+from airloop.packaging.serving import start_bento_server, stop_server, wait_ready
 from airloop.paths import StatePaths
 from airloop.stack import free_port
 
@@ -46,22 +56,36 @@ request = function()
 end
 """
 
+# The multiclass label: the arrival delay's band, in minutes (upper bounds, inclusive).
+BAND = "arr_delay_band"
+BANDS = (("early", -10.0), ("on_time", 15.0), ("late", 60.0), ("very_late", float("inf")))
 
-def champion(paths: StatePaths) -> tuple[Any, str, str, pd.DataFrame]:
-    """Train, register and package one model; return (config, model_uri, bento tag, december rows)."""
-    from airloop.demo.flights import flights
+
+def multiclass_config(config: AirloopConfig) -> AirloopConfig:
+    """configs/flights.yaml, its label the delay band: same rows, same features."""
+    data = config.model_dump(mode="json")
+    data["task"] = "multiclass_classification"
+    data["dataset"]["columns"][BAND] = {"type": "str", "nullable": True}
+    data["dataset"]["target"] = {"column": BAND, "classes": [name for name, _ in BANDS]}
+    data["model"]["registered_name"] = "flights-delay-band"
+    data["gate"] = {**data["gate"], "metric": "log_loss"}
+    return parse_config(data, "the multiclass benchmark config")
+
+
+def with_band(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with the multiclass label (null where the arrival delay is)."""
+    bounds = [float("-inf"), *(upper for _, upper in BANDS)]
+    band = pd.cut(table["arr_delay"], bounds, labels=[name for name, _ in BANDS]).astype(object)
+    return table.assign(**{BAND: band.where(table["arr_delay"].notna(), None)})
+
+
+def trained(config: AirloopConfig, paths: StatePaths, train: Path, evaluation: Path) -> tuple[str, str]:
+    """Train, register and package one model; return (model_uri, bento tag)."""
     from airloop.packaging.bento import build_bento
     from airloop.registry import register_candidate
     from airloop.tracking import tracking_client
     from airloop.training.train import TrainRequest, train_candidate
 
-    config = load_config()
-    table = flights()
-    train, evaluation = paths.home / "train.parquet", paths.home / "eval.parquet"
-    paths.home.mkdir(parents=True, exist_ok=True)
-    table[table["month"] <= 3].to_parquet(train, index=False)
-    december = table[(table["month"] == 12) & table["arr_delay"].notna()]
-    december.to_parquet(evaluation, index=False)
     result = train_candidate(
         TrainRequest(config.model_dump(mode="json"), str(train), str(evaluation), {}), paths
     )
@@ -70,27 +94,77 @@ def champion(paths: StatePaths) -> tuple[Any, str, str, pd.DataFrame]:
         client, config.model.registered_name, result.run_id, result.model_uri, {}, paths.tracking_uri()
     ).version
     uri = f"models:/{config.model.registered_name}/{version}"
-    return config, uri, build_bento(config, uri, version, paths), december
+    return uri, build_bento(config, uri, version, paths)
 
 
-def bodies(config: Any, december: pd.DataFrame, wrap: str, path: Path, categories: dict) -> Path:
+def bodies(config: Any, december: pd.DataFrame, path: Path, allowed: dict, wrap: Any) -> Path:
     rows = december[list(config.dataset.features)]
-    for name, values in categories.items():  # rows the bento accepts (known categories)
+    for name, values in allowed.items():  # rows the bento accepts (allowed values only)
         rows = rows[rows[name].isna() | rows[name].isin(values)]
     records = json.loads(rows.head(200).to_json(orient="records"))
-    path.write_text("\n".join(json.dumps({wrap: [r]}) for r in records) + "\n")
+    path.write_text("\n".join(json.dumps(wrap(r)) for r in records) + "\n")
     return path
 
 
-def wrk(url: str, path: str, body_file: Path, seconds: int, connections: int, workdir: Path) -> dict:
-    script = workdir / f"{path.strip('/')}.lua"
+def wrk(
+    url: str,
+    path: str,
+    body_file: Path,
+    seconds: int,
+    connections: int,
+    workdir: Path,
+    server: int,
+    warm_up: bool = True,
+) -> dict:
+    """wrk's numbers, and the CPU the server's processes (`server` and its descendants) spent
+    per answered request: on a machine shared with other work, the steadier of the two."""
+    script = workdir / f"{body_file.stem}.lua"
     script.write_text(LUA % {"bodies": body_file, "path": path})
     base = ["wrk", "-t", "2", "-c", str(connections), "-s", str(script), "--latency", url]
-    subprocess.run([*base[:5], "-d", "5s", *base[5:]], capture_output=True, check=True)  # warm-up
+    if warm_up:
+        subprocess.run([*base[:5], "-d", "5s", *base[5:]], capture_output=True, check=True)
+    before = tree_cpu_seconds(server)
     done = subprocess.run(
         [*base[:5], "-d", f"{seconds}s", *base[5:]], capture_output=True, text=True, check=True
     )
-    return parse_wrk(done.stdout)
+    spent = tree_cpu_seconds(server) - before
+    result = parse_wrk(done.stdout)
+    return {**result, "cpu_ms": 1000 * spent / max(result["requests"], 1)}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """Per number, the median over runs; errors are summed."""
+    import statistics
+
+    numeric = [k for k in runs[0] if k not in ("socket_errors", "non_2xx")]
+    socket_errors = "; ".join(sorted({r["socket_errors"] for r in runs} - {"none"})) or "none"
+    return {
+        **{k: statistics.median(r[k] for r in runs) for k in numeric},
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+        "socket_errors": socket_errors,
+        "runs": len(runs),
+    }
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process `root` and its live descendants (Linux /proc)."""
+    parents, ticks = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(entry.name)], ticks[int(entry.name)] = int(fields[1]), int(fields[11]) + int(fields[12])
+    tree, grown = {root}, True
+    while grown:
+        grown = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grown = True
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def parse_wrk(output: str) -> dict:
@@ -105,6 +179,7 @@ def parse_wrk(output: str) -> dict:
     socket_errors = re.search(r"Socket errors: (.*)$", output, re.MULTILINE)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
         **{f"p{k}": ms(v) for k, v in latency.items()},
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "none",
@@ -144,48 +219,129 @@ def stop(server: subprocess.Popen[bytes]) -> None:
         os.killpg(server.pid, signal.SIGKILL)
 
 
+ROUTES = {  # what a route is sent: one record each
+    "/predict": lambda r: {"records": [r]},
+    "/predict_one": lambda r: {"record": r},
+    "/invocations": lambda r: {"dataframe_records": [r]},
+}
+
+
+def measure_bento(
+    config: AirloopConfig, bento: str, paths: StatePaths, december: pd.DataFrame, args: Any, workdir: Path
+) -> dict[str, dict]:
+    import bentoml
+
+    allowed = dict(bentoml.bentos.get(bento).info.args.get("allowed", {}))
+    label = bento.partition(":")[0]
+    with (workdir / f"{label}.log").open("wb") as log:
+        server, base = start_bento_server(bento, paths, "127.0.0.1", free_port(), log, cwd=workdir)
+        try:
+            wait_ready(base, server, 90, workdir / f"{label}.log")
+            files = {
+                route: bodies(
+                    config, december, workdir / f"{label}{route.replace('/', '-')}.jsonl", allowed, wrap
+                )
+                for route, wrap in ROUTES.items()
+                if route != "/invocations"
+            }
+            # The routes take turns, so a slower minute of a shared machine falls on both.
+            runs: dict[str, list[dict]] = {route: [] for route in files}
+            for turn in range(args.rounds):
+                for route, body in files.items():
+                    runs[route].append(
+                        wrk(base, route, body, args.seconds, args.connections, workdir, server.pid, turn == 0)
+                    )
+            return {route: median_run(done) for route, done in runs.items()}
+        finally:
+            stop_server(server)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="runs per route, taking turns; the medians are printed"
+    )
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("serving_load.py needs wrk, the HTTP load generator, on PATH: "
+              "`apt-get install -y wrk` (Debian package wrk).", file=sys.stderr)  # fmt: skip
+        return 2
+    from airloop.demo.flights import flights
+
+    rows: list[tuple[str, str, str, dict]] = []  # (server, model, route, result)
     with tempfile.TemporaryDirectory(prefix="airloop-serving-") as tmp:
         workdir = Path(tmp)
         paths = StatePaths(workdir / "state")
+        paths.home.mkdir(parents=True, exist_ok=True)
         os.environ["AIRLOOP_HOME"] = str(paths.home)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
-        config, uri, bento, december = champion(paths)
-        import bentoml
+        binary, multiclass = load_config(), multiclass_config(load_config())
+        table = with_band(flights())
+        train, evaluation = paths.home / "train.parquet", paths.home / "eval.parquet"
+        table[table["month"] <= 3].to_parquet(train, index=False)
+        december = table[(table["month"] == 12) & table["arr_delay"].notna()]
+        december.to_parquet(evaluation, index=False)
+        built = {
+            name: trained(c, paths, train, evaluation)
+            for name, c in (("binary", binary), ("multiclass", multiclass))
+        }
+        tags = {name: bento for name, (_, bento) in built.items()}
 
-        categories = dict(bentoml.bentos.get(bento).info.args.get("categories", {}))
-        results = {}
-        with served_bento(bento, paths, workdir / "bento.log") as base:
-            body = bodies(config, december, "records", workdir / "bento.jsonl", categories)
-            results["BentoML bento (airloop)"] = wrk(
-                base, "/predict", body, args.seconds, args.connections, workdir
-            )
-        server, base = mlflow_server(uri, paths, workdir / "mlflow.log")
-        try:
-            body = bodies(config, december, "dataframe_records", workdir / "mlflow.jsonl", categories)
-            results["mlflow models serve"] = wrk(
-                base, "/invocations", body, args.seconds, args.connections, workdir
-            )
-        finally:
-            stop(server)
+        for name, config in (("binary", binary), ("multiclass", multiclass)):
+            for route, result in measure_bento(config, tags[name], paths, december, args, workdir).items():
+                rows.append(("BentoML bento (airloop)", name, route, result))
+            if name == "binary":
+                server, base = mlflow_server(built[name][0], paths, workdir / "mlflow.log")
+                try:
+                    body = bodies(config, december, workdir / "mlflow.jsonl", {}, ROUTES["/invocations"])
+                    result = median_run(
+                        [
+                            wrk(
+                                base,
+                                "/invocations",
+                                body,
+                                args.seconds,
+                                args.connections,
+                                workdir,
+                                server.pid,
+                                t == 0,
+                            )
+                            for t in range(args.rounds)
+                        ]
+                    )
+                finally:
+                    stop(server)
+                rows.append(("mlflow models serve", name, "/invocations", result))
+
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    print(f"Measured {stamp} on {platform.machine()}, {os.cpu_count()} cores; {bento}; "
-          f"wrk -t2 -c{args.connections} -d{args.seconds}s, single-record POSTs.")  # fmt: skip
+    print(f"Measured {stamp} on {platform.machine()}, {os.cpu_count()} cores; {tags['binary']} and "
+          f"{tags['multiclass']} ({len(BANDS)} classes); wrk -t2 -c{args.connections} -d{args.seconds}s, "
+          f"single-record POSTs; medians of {args.rounds} run(s) per route, in turns.")  # fmt: skip
     print()
-    print("| server | req/s | p50 ms | p90 ms | p99 ms | non-2xx | socket errors |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for name, r in results.items():
-        print(f"| {name} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} "
-              f"| {r['non_2xx']} | {r['socket_errors']} |")  # fmt: skip
-    ours, theirs = results["BentoML bento (airloop)"]["rps"], results["mlflow models serve"]["rps"]
+    print("| server | model | route | req/s | p50 ms | p90 ms | p99 ms | server CPU ms/req | non-2xx "
+          "| socket errors |")  # fmt: skip
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for server, model, route, r in rows:
+        print(f"| {server} | {model} | {route} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p90']:.1f} "
+              f"| {r['p99']:.1f} | {r['cpu_ms']:.2f} | {r['non_2xx']} | {r['socket_errors']} |")  # fmt: skip
+    got = {(model, route): r for _, model, route, r in rows}
+
+    def ratio(a: tuple[str, str], b: tuple[str, str]) -> str:
+        rps, cpu = got[a]["rps"] / got[b]["rps"], got[a]["cpu_ms"] / got[b]["cpu_ms"]
+        return f"{rps:.2f}× requests per second, {cpu:.2f}× server CPU per request"
+
     print()
-    print(f"bento / mlflow models serve: {ours / theirs:.2f}× requests per second")
+    for model in ("binary", "multiclass"):
+        one, batch = (model, "/predict_one"), (model, "/predict")
+        print(f"- {model}: /predict_one vs /predict (one record): {ratio(one, batch)}")
+    bento, mlflow = ("binary", "/predict"), ("binary", "/invocations")
+    print(f"- binary bento /predict vs mlflow models serve: {ratio(bento, mlflow)}")
+    for route in ("/predict", "/predict_one"):
+        print(f"- multiclass vs binary, {route}: {ratio(('multiclass', route), ('binary', route))}")
     return 0
 
 

@@ -75,7 +75,7 @@ def _split(config: Any, train_path: Path) -> tuple[Any, Any, Any, Any]:
     import pandas as pd
 
     from airloop.data.frames import feature_frame
-from airloop.data.labels import labelled_rows, labels
+    from airloop.data.labels import labelled_rows, labels
     from airloop.training.dataset import split_validation
 
     fit_rows, valid_rows = split_validation(labelled_rows(pd.read_parquet(train_path), config), config)

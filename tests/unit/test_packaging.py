@@ -279,6 +279,9 @@ def test_served_bento_predicts_what_the_mlflow_model_predicts(
     assert {(a["model_name"], a["model_version"]) for a in answers} == {
         (reg.config.model.registered_name, version)
     }
+    # A binary answer is what it always was: no multiclass fields.
+    assert all(set(a) == {"prediction", "score", "model_name", "model_version"} for a in answers)
+    assert post_json(f"{base}/predict_one", {"record": records[3]}) == answers[3]
     assert post_json(f"{base}/predict", {"records": []}) == []
 
 

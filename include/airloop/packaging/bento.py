@@ -220,41 +220,69 @@ def _import_model(
 
 def _service_args(config: AirloopConfig, model: str, version: str, mlflow_model: Path) -> dict[str, Any]:
     """The template arguments service.py reads (see its docstring)."""
-    columns = config.dataset.columns
-    return {
+    import mlflow.sklearn
+
+    dataset = config.dataset
+    columns = dataset.columns
+    pipeline = mlflow.sklearn.load_model(str(mlflow_model))
+    args: dict[str, Any] = {
         "model_tag": model,
         "registered_name": config.model.registered_name,
         "registry_version": version,
         "task": config.task,
-        "features": {name: columns[name].type for name in config.dataset.features},
-        "nullable": [name for name in config.dataset.features if columns[name].nullable],
-        "categories": _known_categories(config, mlflow_model),
+        "features": {name: columns[name].type for name in dataset.features},
+        "nullable": [name for name in dataset.features if columns[name].nullable],
+        "allowed": {
+            name: sorted(str(v) for v in allowed)
+            for name in dataset.features
+            if columns[name].type == "str" and (allowed := columns[name].allowed)
+        },
+        "trained_categories": _trained_categories(config, pipeline),
+        "date_formats": {
+            name: fmt for name in dataset.date_features() if (fmt := columns[name].format) is not None
+        },
+    }
+    if config.task == "multiclass_classification":
+        args["classes"] = _model_classes(pipeline, mlflow_model)
+    return args
+
+
+def _trained_categories(config: AirloopConfig, pipeline: Any) -> dict[str, list[str]]:
+    """Per str feature: the values the model's encoder was fitted on (a null is no value)."""
+    from airloop.data.frames import MISSING_CATEGORY
+
+    encoder = getattr(pipeline, "named_steps", {}).get("prep")
+    fitted = getattr(encoder, "named_transformers_", {}).get("categorical")
+    if fitted is None or not hasattr(fitted, "categories_"):
+        return {}
+    names = config.dataset.categorical_features()
+    trained = dict(zip(names, fitted.categories_, strict=True))
+    return {
+        name: sorted(str(v) for v in values if str(v) != MISSING_CATEGORY)
+        for name, values in trained.items()
+        if config.dataset.columns[name].type == "str"
     }
 
 
-def _known_categories(config: AirloopConfig, mlflow_model: Path) -> dict[str, list[str]]:
-    """Per string feature: the values the config allows, else those the model was trained on."""
-    import mlflow.sklearn
+def _model_classes(pipeline: Any, mlflow_model: Path) -> list[Any]:
+    """A multiclass model's classes in code order, from its MLflow metadata; raise without them."""
+    from mlflow.models import Model
 
-    from airloop.data.frames import MISSING_CATEGORY
+    from airloop.data.labels import CLASSES_METADATA, model_classes
 
-    trained: dict[str, list[str]] = {}
-    pipeline = mlflow.sklearn.load_model(str(mlflow_model))
-    encoder = getattr(pipeline, "named_steps", {}).get("prep")
-    fitted = getattr(encoder, "named_transformers_", {}).get("categorical")
-    if fitted is not None and hasattr(fitted, "categories_"):
-        names = config.dataset.categorical_features()
-        trained = {n: [str(v) for v in values] for n, values in zip(names, fitted.categories_, strict=True)}
-    known = {}
-    for name in config.dataset.features:
-        column = config.dataset.columns[name]
-        if column.type != "str":
-            continue
-        values = [str(v) for v in column.allowed] if column.allowed else trained.get(name, [])
-        if values:
-            # A missing value is sent as null, not as the token training used for it.
-            known[name] = sorted(v for v in values if v != MISSING_CATEGORY)
-    return known
+    classes = model_classes(Model.load(str(mlflow_model)).metadata)
+    if not classes:
+        raise ValueError(
+            f"the multiclass model at {mlflow_model} lists no classes (MLflow model metadata "
+            f"{CLASSES_METADATA!r}): its answers could not name them; refusing to package it"
+        )
+    fitted = getattr(pipeline.steps[-1][1], "classes_", None) if hasattr(pipeline, "steps") else None
+    if fitted is not None and len(fitted) != len(classes):
+        raise ValueError(
+            f"the multiclass model at {mlflow_model} scores {len(fitted)} classes but its metadata "
+            f"lists {len(classes)} ({classes}); refusing to package it"
+        )
+    return list(classes)
 
 
 def _requirements(path: Path) -> list[str]:

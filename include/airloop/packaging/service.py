@@ -6,40 +6,64 @@ Nothing here names a dataset. What the service serves is decided when the bento 
 back to this module every time the bento is served, so a served bento always loads the
 exact model version it was built for (`bentoml get <bento tag>` shows them under `args`):
 
-    model_tag         BentoML model holding the MLflow model, e.g. "flights-late-arrival:v3"
-    registered_name   MLflow registered model name, e.g. "flights-late-arrival"
-    registry_version  MLflow registry version, e.g. "3"
-    task              "binary_classification" or "regression"
-    features          {column: "int" | "float" | "str" | "bool"}, in the model's column order
-    nullable          the features that may be null
-    categories        {column: [values]}: the values a categorical may take (those the
-                      config allows, else those seen in training); others get a 400
-    max_batch         the most records one request may carry
+    model_tag           BentoML model holding the MLflow model, e.g. "flights-late-arrival:v3"
+    registered_name     MLflow registered model name, e.g. "flights-late-arrival"
+    registry_version    MLflow registry version, e.g. "3"
+    task                "binary_classification", "multiclass_classification" or "regression"
+    features            {column: "int" | "float" | "str" | "bool" | "date" | "datetime"}, in
+                        the model's column order
+    nullable            the features that may be null
+    allowed             {column: [values]}: the values a str feature may take, where the config
+                        declares `allowed:`; any other value gets a 400
+    trained_categories  {column: [values]}: the values of each str feature the model was
+                        trained on; another value (of a column without `allowed:`) is served
+                        through the model's unknown-category bucket and counted in the
+                        Prometheus counter airloop_unseen_categories_total{model,version,column}
+    date_formats        {column: strptime format} of the date features that declare one; a
+                        date feature is sent as text (ISO 8601 or any unambiguous form pandas
+                        reads, where none is declared) and one that does not read gets a 400
+    classes             multiclass only: the class values in the model's code order
+    max_batch           the most records one request may carry
 
 The bento holds this file alone (not the airloop package), so it imports nothing from
-airloop. For development, serve it straight from source with the arguments in a YAML file:
+airloop (the model itself may: a model with date features ships airloop as MLflow code).
+For development, serve it straight from source with the arguments in a YAML file:
 `bentoml serve service.py:TabularModel --arg-file args.yaml`.
 
 API: POST /predict {"records": [{feature: value, ...}, ...]} returns, per record,
 {"prediction", "score", "model_name", "model_version"}; POST /predict_one {"record": {...}}
-returns one. A request that does not fit the schema (a missing or extra field, a wrong
-type, NaN or infinity, an unknown category, more than max_batch records) gets a 400 that
+returns one. Binary: prediction 0/1, score P(1). Regression: prediction the value, score
+null. Multiclass: prediction the likeliest class (its own JSON type), score its
+probability, and "probabilities" {class as text: probability} of every class. Both routes
+share adaptive batching: concurrent requests are scored together. A request that does not
+fit the schema (a missing or extra field, a wrong type, NaN or infinity, a value outside a
+column's `allowed:`, a date that does not read, more than max_batch records) gets a 400 that
 names the field. /readyz answers once the model is loaded; /metrics is Prometheus.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
 import numpy as np
 import pandas as pd
 from bentoml._internal.server.http import traffic
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 # Where build_bento puts the MLflow model inside the BentoML model.
 MLFLOW_MODEL_FOLDER = "mlflow_model"
+# Values of a str feature the model never saw in training, served through its unknown bucket.
+UNSEEN_CATEGORIES = "airloop_unseen_categories"
+DATE_TYPES = ("date", "datetime")
+CATEGORICAL_TYPES = ("str", "bool")
+# Adaptive batching, for both routes. Requests that would wait past MAX_LATENCY_MS are shed
+# with a 503; at 300 ms about 1% were under wrk -c32 on 2 cores, at 1000 none
+# (benchmarks/RESULTS.md). Batches of at most 32 kept p99 under 100 ms there; a bigger
+# request is split into batches.
+MAX_BATCH_SIZE = 32
+MAX_LATENCY_MS = 1000
 
 
 class ServeArgs(BaseModel):
@@ -51,15 +75,36 @@ class ServeArgs(BaseModel):
     model_tag: str
     registered_name: str
     registry_version: str
-    task: Literal["binary_classification", "regression"]
-    features: dict[str, Literal["int", "float", "str", "bool"]] = Field(min_length=1)
+    task: Literal["binary_classification", "multiclass_classification", "regression"]
+    features: dict[str, Literal["int", "float", "str", "bool", "date", "datetime"]] = Field(min_length=1)
     nullable: list[str] = Field(default_factory=list)
-    categories: dict[str, list[str]] = Field(default_factory=dict)
+    allowed: dict[str, list[str]] = Field(default_factory=dict)
+    trained_categories: dict[str, list[str]] = Field(default_factory=dict)
+    date_formats: dict[str, str] = Field(default_factory=dict)
+    # bool before int: True stays a boolean class, 1 an integer one.
+    classes: list[bool | int | str] | None = None
     max_batch: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeArgs:
+        kinds_of = {"allowed": ("str",), "trained_categories": ("str",), "date_formats": DATE_TYPES}
+        for key, kinds in kinds_of.items():
+            wrong = [name for name in getattr(self, key) if self.features.get(name) not in kinds]
+            if wrong:
+                raise ValueError(f"{key}: {wrong} are not {' or '.join(kinds)} features")
+        if self.task == "multiclass_classification":
+            classes = self.classes or []
+            if len(classes) < 2 or len({str(c) for c in classes}) != len(classes):
+                raise ValueError(
+                    f"classes: a multiclass model needs two or more distinct ones, not {self.classes}"
+                )
+        elif self.classes is not None:
+            raise ValueError(f"classes: only a multiclass model has classes ({self.task})")
+        return self
 
 
 class Prediction(BaseModel):
-    """One record's answer."""
+    """One record's answer (binary classification and regression)."""
 
     model_config = ConfigDict(protected_namespaces=())
 
@@ -71,21 +116,41 @@ class Prediction(BaseModel):
     model_version: str
 
 
-_PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
-CATEGORICAL_TYPES = ("str", "bool")
+class ClassPrediction(BaseModel):
+    """One record's answer from a multiclass model."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    # The likeliest class, as the class values are typed (text, integer or boolean).
+    prediction: bool | int | str
+    # Its probability.
+    score: float
+    # Every class's probability, keyed by the class as text (JSON keys are text).
+    probabilities: dict[str, float]
+    model_name: str
+    model_version: str
+
+
+# Dates are text in JSON; record_model checks that they read as dates.
+_PYTHON_TYPES: dict[str, type] = {
+    "int": int, "float": float, "str": str, "bool": bool, "date": str, "datetime": str
+}  # fmt: skip
 
 
 def record_model(args: ServeArgs) -> type[BaseModel]:
     """A pydantic model of one input record.
 
     Every feature is required, except nullable ones, which default to null; unknown keys
-    are rejected.
+    are rejected. A str feature with allowed values takes only those; a date feature is
+    text that must read as a date (in its declared format, if any).
     """
     fields: dict[str, Any] = {}
     for position, (name, kind) in enumerate(args.features.items()):
         python_type: Any = _PYTHON_TYPES[kind]
-        if kind == "str" and args.categories.get(name):
-            python_type = Literal[tuple(args.categories[name])]
+        if kind == "str" and args.allowed.get(name):
+            python_type = Literal[tuple(args.allowed[name])]
+        elif kind in DATE_TYPES:
+            python_type = Annotated[str, AfterValidator(_date_check(args.date_formats.get(name)))]
         # Columns are fields by alias: a column may be named anything ("copy", "arr delay"),
         # which would clash with BaseModel's attributes or not be an identifier.
         if name in args.nullable:
@@ -97,11 +162,40 @@ def record_model(args: ServeArgs) -> type[BaseModel]:
     return create_model("Record", __config__=config, **fields)
 
 
+def reads_as_date(value: str, fmt: str | None) -> bool:
+    """Whether the model's date parsing reads `value`: with `fmt` (strptime) when given,
+    else as ISO 8601 or any unambiguous form pandas reads."""
+    from datetime import datetime
+
+    try:
+        if fmt is not None:
+            datetime.strptime(value, fmt)
+        else:
+            datetime.fromisoformat(value)
+        return True
+    except ValueError:
+        if fmt is not None:
+            return False
+    try:
+        return not pd.isna(pd.Timestamp(value))
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
+def _date_check(fmt: str | None) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not reads_as_date(value, fmt):
+            raise ValueError(f"{value!r} is not a date" + (f" in format {fmt!r}" if fmt else ""))
+        return value
+
+    return check
+
+
 def feature_frame(records: list[dict[str, Any]], args: ServeArgs) -> pd.DataFrame:
     """Records as the model's input frame, typed as training typed them.
 
     Mirrors `airloop.data.frames.feature_frame` on CSV data: categoricals become strings,
-    nullable numerics float64.
+    nullable numerics float64, dates stay text (the model's pipeline parses them).
     """
     frame = pd.DataFrame.from_records(records, columns=list(args.features))
     for name, kind in args.features.items():
@@ -110,6 +204,8 @@ def feature_frame(records: list[dict[str, Any]], args: ServeArgs) -> pd.DataFram
             # CSV's empty cell as NaN, which became "nan".
             column = frame[name]
             frame[name] = column.where(column.notna(), float("nan")).astype(str)
+        elif kind in DATE_TYPES:
+            frame[name] = frame[name].astype(object)
         elif name in args.nullable:
             frame[name] = frame[name].astype("float64")
     return frame
@@ -122,7 +218,9 @@ def compiled_inputs(pipeline: Any, args: ServeArgs) -> Callable[[list[dict[str, 
     columns, several times what the model itself takes on a small batch. For a
     ColumnTransformer of ordinal codes, passthrough and standard scaling (the tree and MLP
     families), this builds the same float64 matrix straight from the records, with the same
-    string keys `feature_frame` gives categoricals. Anything else (one-hot encoding, a
+    string keys `feature_frame` gives categoricals. A block of date columns (their parts,
+    maybe imputed and scaled) is the fitted block itself on a frame of those columns alone,
+    so dates are parsed exactly as in training. Anything else (one-hot encoding, a
     remainder) returns None and is served through the pipeline. The packaging skew check
     holds either path to the MLflow model's predictions.
     """
@@ -134,9 +232,10 @@ def compiled_inputs(pipeline: Any, args: ServeArgs) -> Callable[[list[dict[str, 
         return None
     blocks: list[Callable[[list[dict[str, Any]]], np.ndarray]] = []
     for _, transformer, columns in prep.transformers_:
-        if transformer == "drop":
-            continue
         names = list(columns)
+        # A block of no columns (a table without text features) is never fitted.
+        if not names or (isinstance(transformer, str) and transformer == "drop"):
+            continue
         if _is_passthrough(transformer) and all(args.features.get(c) in ("int", "float") for c in names):
             blocks.append(_numbers(names))
         elif isinstance(transformer, StandardScaler):
@@ -148,6 +247,8 @@ def compiled_inputs(pipeline: Any, args: ServeArgs) -> Callable[[list[dict[str, 
             if any(len(c) != len(v) for c, v in zip(codes, transformer.categories_, strict=True)):
                 return None  # a category that is not a plain string (a NaN) is not a dict key
             blocks.append(_codes(names, codes, float(transformer.unknown_value)))
+        elif names and all(args.features.get(c) in DATE_TYPES for c in names):
+            blocks.append(_dates(names, transformer))
         else:
             return None
     return lambda rows: np.hstack([block(rows) for block in blocks])
@@ -186,13 +287,49 @@ def _codes(
     return encode
 
 
+def _dates(names: list[str], transformer: Any) -> Callable[[list[dict[str, Any]]], np.ndarray]:
+    def parts(rows: list[dict[str, Any]]) -> np.ndarray:
+        # What the ColumnTransformer hands the block: the raw date columns (text or None).
+        frame = pd.DataFrame({n: [r[n] for r in rows] for n in names}, dtype=object)
+        return np.asarray(transformer.transform(frame), dtype="float64")
+
+    return parts
+
+
+def _unseen_counter() -> Any:
+    """The process's counter of unseen categories.
+
+    prometheus_client is imported here, in the serving worker, after BentoML has set up
+    its multiprocess directory, so /metrics collects the counter from every worker. A
+    second service in one process (tests) gets the one already registered.
+    """
+    import prometheus_client
+
+    try:
+        return prometheus_client.Counter(
+            UNSEEN_CATEGORIES,
+            "Values of a categorical feature the model never saw in training (scored as unknown)",
+            ["model", "version", "column"],
+        )
+    except ValueError:  # already registered in this process
+        return prometheus_client.REGISTRY._names_to_collectors[UNSEEN_CATEGORIES]  # noqa: SLF001
+
+
+def _overloaded() -> Any:
+    from bentoml.exceptions import ServiceUnavailable
+
+    raise ServiceUnavailable("process is overloaded")
+
+
 ARGS = bentoml.use_arguments(ServeArgs)
 
 if TYPE_CHECKING:
     Record = BaseModel
+    Answer = BaseModel
 else:
-    # A module-level name: BentoML resolves the API's annotations in this module's globals.
+    # Module-level names: BentoML resolves the APIs' annotations in this module's globals.
     Record = record_model(ARGS)
+    Answer = ClassPrediction if ARGS.task == "multiclass_classification" else Prediction
 
 
 class RequestTimeout:
@@ -260,6 +397,7 @@ class TabularModel:
         # thread pool costs more than it saves on batches this small.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         import mlflow.sklearn
+        from bentoml._internal.marshal.dispatcher import CorkDispatcher
 
         pipeline = mlflow.sklearn.load_model(self.bento_model.path_of(MLFLOW_MODEL_FOLDER))
         encode = compiled_inputs(pipeline, ARGS)
@@ -269,25 +407,50 @@ class TabularModel:
             self.inputs, self.model = encode, pipeline.steps[-1][1]
         else:
             self.inputs, self.model = (lambda rows: feature_frame(rows, ARGS)), pipeline
+        self.answers = _answerer(self.model)
+        counter = _unseen_counter()
+        self.watched = [
+            (name, frozenset(values), counter.labels(ARGS.registered_name, ARGS.registry_version, name))
+            for name, values in ARGS.trained_categories.items()
+        ]
+        # /predict_one's records go through BentoML's adaptive batching as /predict's do,
+        # in a queue of their own (BentoML batches an API only when its argument is the
+        # batch). Unbatched, each request was one model call in a thread of its own: 1.05 ms
+        # of CPU per request against /predict's 0.55 (one XGBoost call costs 0.27 ms for one
+        # record, 0.39 for 32), and half /predict's rate under wrk -c32 on 2 cores.
+        self.dispatcher: CorkDispatcher[Any, Any] = CorkDispatcher(
+            max_latency_in_ms=MAX_LATENCY_MS,
+            max_batch_size=MAX_BATCH_SIZE,
+            fallback=_overloaded,
+            get_batch_size=lambda record: 1,
+        )
+        self.one = self.dispatcher(self._score_batch)
         # Set by the first scored request, once startup's objects all exist.
         self.warm = False
 
     # Adaptive batching: concurrent requests are scored together, one matrix and one model
     # call per batch (in process, a batch of 50 costs about what 1.3 single records do).
-    # Requests that would wait past max_latency_ms are shed with a 503; at 300 ms about 1%
-    # were under wrk -c32 on 2 cores, at 1000 none (benchmarks/RESULTS.md). Batches of at
-    # most 32 kept p99 under 100 ms there; a bigger request is split into batches.
-    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=1000)
-    def predict(self, records: Annotated[list[Record], Field(max_length=ARGS.max_batch)]) -> list[Prediction]:
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
+    def predict(self, records: Annotated[list[Record], Field(max_length=ARGS.max_batch)]) -> list[Answer]:
         """Score records; answers come back in the order the records were sent."""
         return self._score(records)
 
     @bentoml.api
-    def predict_one(self, record: Record) -> Prediction:
-        """Score one record."""
-        return self._score([record])[0]
+    async def predict_one(self, record: Record) -> Answer:
+        """Score one record (batched with other requests' records)."""
+        answer: Any = await self.one(record)
+        return answer
 
-    def _score(self, records: list[Any]) -> list[Prediction]:
+    @bentoml.on_shutdown
+    def _stop_batching(self) -> None:
+        self.dispatcher.shutdown()
+
+    async def _score_batch(self, records: Sequence[Any]) -> list[Any]:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._score, list(records))
+
+    def _score(self, records: list[Any]) -> list[Any]:
         if not records:
             return []
         if not self.warm:
@@ -297,24 +460,57 @@ class TabularModel:
             # worker: out of the collector's sight, a full GC scans requests, not libraries.
             gc.freeze()
             self.warm = True
-        inputs = self.inputs([r.model_dump(by_alias=True) for r in records])
-        values: list[int | float]
-        scores: list[float | None]
-        if ARGS.task == "binary_classification":
-            probabilities = [float(p) for p in self.model.predict_proba(inputs)[:, 1]]
-            values, scores = [int(p >= 0.5) for p in probabilities], list(probabilities)
-        else:
-            values = [float(v) for v in self.model.predict(inputs)]
-            scores = [None] * len(values)
+        rows = [r.model_dump(by_alias=True) for r in records]
+        for name, known, unseen in self.watched:
+            count = sum(1 for r in rows if r[name] is not None and r[name] not in known)
+            if count:
+                unseen.inc(count)
+        return self.answers(self.inputs(rows))
+
+
+def _answerer(model: Any) -> Callable[[Any], list[Any]]:
+    """The answers to a batch's model inputs, per ARGS.task (plain Python per record)."""
+    name, version = ARGS.registered_name, ARGS.registry_version
+    if ARGS.task == "binary_classification":
+
+        def binary(inputs: Any) -> list[Any]:
+            scores = np.asarray(model.predict_proba(inputs))[:, 1].tolist()
+            return [
+                Prediction.model_construct(
+                    prediction=int(p >= 0.5), score=p, model_name=name, model_version=version
+                )
+                for p in scores
+            ]
+
+        return binary
+    if ARGS.task == "multiclass_classification":
+        classes = list(ARGS.classes or [])
+        keys = [str(c) for c in classes]
+
+        def multiclass(inputs: Any) -> list[Any]:
+            table = np.asarray(model.predict_proba(inputs), dtype="float64")
+            best = table.argmax(axis=1).tolist()
+            return [
+                ClassPrediction.model_construct(
+                    prediction=classes[b],
+                    score=row[b],
+                    probabilities=dict(zip(keys, row, strict=True)),
+                    model_name=name,
+                    model_version=version,
+                )
+                for b, row in zip(best, table.tolist(), strict=True)
+            ]
+
+        return multiclass
+
+    def regression(inputs: Any) -> list[Any]:
+        values = np.asarray(model.predict(inputs), dtype="float64").tolist()
         return [
-            Prediction(
-                prediction=value,
-                score=score,
-                model_name=ARGS.registered_name,
-                model_version=ARGS.registry_version,
-            )
-            for value, score in zip(values, scores, strict=True)
+            Prediction.model_construct(prediction=v, score=None, model_name=name, model_version=version)
+            for v in values
         ]
+
+    return regression
 
 
 traffic.TimeoutMiddleware = RequestTimeout  # type: ignore[misc,assignment]

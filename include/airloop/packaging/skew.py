@@ -12,10 +12,11 @@ import json
 import numpy as np
 import pandas as pd
 
-from airloop.config import AirloopConfig
+from airloop.config import DATE_TYPES, AirloopConfig
 from airloop.data.frames import feature_frame
 from airloop.data.labels import labelled_rows
 from airloop.evaluation.metrics import model_scores
+from airloop.features.date_parts import parse_dates
 from airloop.packaging.serving import post_json, served_bento
 from airloop.paths import StatePaths
 
@@ -32,22 +33,25 @@ class TrainingServingSkew(RuntimeError):
 def check_skew(
     config: AirloopConfig, paths: StatePaths, bento: str, model_uri: str, frame: pd.DataFrame, rows: int = 200
 ) -> dict:
-    """Serve `bento`, score `rows` rows of `frame` through it and through the MLflow model."""
+    """Serve `bento`, score `rows` rows of `frame` through it and through the MLflow model.
+
+    Compared are the scores: P(1) (binary), every class's probability (multiclass, in the
+    model's class order), the value (regression).
+    """
     import mlflow
 
-    sample = _servable(labelled_rows(frame, config), _bento_categories(paths, bento)).head(rows)
-    # What a client sends: the raw columns as JSON (missing values as null).
-    records = json.loads(sample[list(config.dataset.features)].to_json(orient="records"))
+    args = _bento_args(paths, bento)
+    sample = _servable(labelled_rows(frame, config), args).head(rows)
+    records = _as_sent(sample, config)
     mlflow.set_tracking_uri(paths.tracking_uri())
     expected = model_scores(mlflow.sklearn.load_model(model_uri), feature_frame(sample, config), config)
     log = paths.report_dir("skew") / f"{bento.replace(':', '-')}.log"
     with served_bento(bento, paths, log) as base:
         answers = post_json(f"{base}/predict", {"records": records})
-    key = "score" if config.task == "binary_classification" else "prediction"
-    served = np.array([answer[key] for answer in answers], dtype=float)
+    served = _served_scores(answers, config, args)
     difference = float(np.max(np.abs(served - expected))) if len(served) else 0.0
     summary = {"bento": bento, "rows": len(served), "max_abs_difference": difference}
-    if len(served) != len(expected) or difference > TOLERANCE:
+    if served.shape != expected.shape or difference > TOLERANCE:
         raise TrainingServingSkew(
             f"bento {bento} and {model_uri} disagree on {len(sample)} evaluation rows: "
             f"largest score difference {difference:.3g} (allowed {TOLERANCE}); not promoting"
@@ -55,19 +59,51 @@ def check_skew(
     return summary
 
 
-def _bento_categories(paths: StatePaths, bento: str) -> dict[str, list[str]]:
+def _served_scores(answers: list[dict], config: AirloopConfig, args: dict) -> np.ndarray:
+    if config.task == "multiclass_classification":
+        keys = [str(c) for c in args.get("classes") or []]
+        return np.array([[a["probabilities"][k] for k in keys] for a in answers], dtype=float).reshape(
+            -1, len(keys)
+        )
+    key = "score" if config.task == "binary_classification" else "prediction"
+    return np.array([answer[key] for answer in answers], dtype=float)
+
+
+def _bento_args(paths: StatePaths, bento: str) -> dict:
     from airloop.packaging.bento import use_bentoml_home
 
     use_bentoml_home(paths)
     import bentoml
 
-    return dict(bentoml.bentos.get(bento).info.args.get("categories", {}))
+    return dict(bentoml.bentos.get(bento).info.args)
 
 
-def _servable(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
-    """The rows the service accepts: the service answers a category it does not know with a
-    400 by design, which is not skew."""
+def _servable(frame: pd.DataFrame, args: dict) -> pd.DataFrame:
+    """The rows the service accepts. It answers a value outside a column's `allowed:` and a
+    date that does not read with a 400 by design, which is not skew; a category merely
+    unseen in training is served (through the model's unknown bucket), so it is kept."""
     keep = pd.Series(True, index=frame.index)
-    for name, values in categories.items():
+    # Bentos built before `allowed` named in "categories" every value they refused.
+    for name, values in args.get("allowed", args.get("categories", {})).items():
         keep &= frame[name].isna() | frame[name].astype(str).isin(values)
+    for name, fmt in _date_formats(args).items():
+        keep &= frame[name].isna() | parse_dates(frame[name], fmt).notna().to_numpy()
     return frame[keep]
+
+
+def _date_formats(args: dict) -> dict[str, str | None]:
+    formats = args.get("date_formats", {})
+    return {name: formats.get(name) for name, kind in args["features"].items() if kind in DATE_TYPES}
+
+
+def _as_sent(sample: pd.DataFrame, config: AirloopConfig) -> list[dict]:
+    """What a client sends: the raw columns as JSON, missing values as null, dates as text
+    (in the column's format, else ISO 8601)."""
+    features = sample[list(config.dataset.features)].copy()
+    for name in config.dataset.date_features():
+        column = features[name]
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            fmt = config.dataset.columns[name].format
+            text = column.dt.strftime(fmt) if fmt else column.map(lambda t: t.isoformat(), na_action="ignore")
+            features[name] = text.astype(object).where(column.notna(), None)
+    return json.loads(features.to_json(orient="records"))
