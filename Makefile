@@ -35,9 +35,9 @@ demo: install
 test: install lint
 	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests
 
-# Everything but the end-to-end tests through the real scheduler.
+# Everything but the end-to-end tests through the real scheduler and the real-table suite.
 test-fast: install
-	$(BIN)/pytest -q -p no:cacheprovider tests -m "not e2e"
+	$(BIN)/pytest -q -p no:cacheprovider tests -m "not e2e and not generality"
 
 lint: install
 	$(BIN)/ruff check dags include plugins tests benchmarks
