@@ -9,7 +9,7 @@ export BENTOML_HOME ?= $(AIRLOOP_HOME)/bentoml
 export GX_ANALYTICS_ENABLED := False
 MONTHS ?= 1-12
 
-.PHONY: install demo test test-fast lint up down status clean mlflow-ui
+.PHONY: install demo test test-fast lint up down status clean mlflow-ui bench-serving
 
 # The browser tests drive Debian's Chromium (never a browser a test tool downloads).
 CHROMIUM := /usr/bin/chromium
@@ -18,6 +18,12 @@ install: $(STAMP) $(CHROMIUM)
 
 $(CHROMIUM):
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+# The serving benchmark drives its load with Debian's wrk.
+WRK := /usr/bin/wrk
+
+$(WRK):
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +48,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check dags include plugins tests benchmarks
 	$(BIN)/mypy
+
+# /predict_one, /predict and `mlflow models serve`, binary and multiclass, in one run.
+bench-serving: install $(WRK)
+	$(BIN)/python benchmarks/serving_load.py
 
 up: install
 	$(BIN)/airloop stack up
