@@ -87,3 +87,35 @@ def test_rows_are_ordered_by_their_date_not_its_text() -> None:
     config = parse_config(_dated_config("xgboost"))
     frame = pd.DataFrame({"on": ["02/01/2020", "01/02/2020", None, "03/01/2019"], "x": 0.0, "y": 0.0})
     assert in_row_order(frame, config)["on"].tolist() == ["03/01/2019", "02/01/2020", "01/02/2020", None]
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"type": "date", "min": "2020-13-01"}, "min: '2020-13-01' is not a date"),
+        ({"type": "date", "format": "%d/%m/%Y", "max": "2020-01-31"}, "in format '%d/%m/%Y'"),
+        ({"type": "date", "format": "%Y-%Q"}, "is not a strptime date format"),
+        ({"type": "date", "derive": ["hour"]}, "a date has no hour; declare the column as datetime"),
+        ({"type": "int", "format": "%Y"}, "only apply to date and datetime columns"),
+        ({"type": "str", "min": 1}, "has no range; use allowed"),
+        ({"type": "float", "min": "low"}, "is not a number"),
+        ({"type": "date", "mean": {"reference": 1, "std": 1}}, "a date column has no mean check"),
+    ],
+)
+def test_a_date_column_mistake_fails_at_config_check_naming_the_key(column, message) -> None:
+    from airloop.config import ConfigError
+
+    raw = _dated_config("xgboost")
+    raw["dataset"]["columns"]["on"] = column
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    assert "dataset.columns.on" in str(error.value) and message in str(error.value)
+
+
+def test_the_partition_date_column_must_be_a_declared_date() -> None:
+    from airloop.config import ConfigError
+
+    raw = _dated_config("xgboost")
+    raw["dataset"]["partition"] = {"kind": "date", "date_format": "%Y-%m", "column": "x"}
+    with pytest.raises(ConfigError, match="partition.column: 'x' must be a declared date"):
+        parse_config(raw)
