@@ -62,7 +62,11 @@ def metric_value(
 def _multiclass_value(metric: str, y_true: np.ndarray, scores: np.ndarray, w: np.ndarray | None) -> float:
     classes = list(range(scores.shape[1]))
     if metric == "log_loss":
-        return float(skm.log_loss(y_true, np.clip(scores, 1e-15, 1), labels=classes, sample_weight=w))
+        # float32 probabilities (XGBoost's) sum to 1 only within ~1e-7: renormalised, as
+        # sklearn otherwise warns on every call.
+        clipped = np.clip(scores, 1e-15, 1)
+        clipped = clipped / clipped.sum(axis=1, keepdims=True)
+        return float(skm.log_loss(y_true, clipped, labels=classes, sample_weight=w))
     if metric == "roc_auc":
         return macro_ovr_auc(y_true, scores, w)
     predicted = np.argmax(scores, axis=1)
