@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from airloop.config import parse_config
+from airloop.data.dates import parse_dates
 from airloop.data.frames import feature_frame, in_row_order
-from airloop.features.date_parts import DateParts, parse_dates
+from airloop.features.date_parts import DateParts
 from airloop.training.models import build_pipeline
 
 

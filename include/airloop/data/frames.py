@@ -41,7 +41,7 @@ def in_row_order(frame: pd.DataFrame, config: AirloopConfig) -> pd.DataFrame:
     spec = config.dataset.columns[column]
     if spec.type not in DATE_TYPES:
         return frame.sort_values(column, kind="stable", ignore_index=True)
-    from airloop.features.date_parts import parse_dates
+    from airloop.data.dates import parse_dates
 
     dates = parse_dates(frame[column].reset_index(drop=True), spec.format)
     # NumPy sorts NaT (an unreadable or missing date) last.

@@ -14,37 +14,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from airloop.data.dates import parse_dates
+
 _NANOSECONDS_A_DAY = 86_400 * 10**9
-
-
-def parse_dates(values: Any, fmt: str | None) -> pd.Series:
-    """Timestamps (UTC, without zone) of a column of text or timestamps; NaT where unreadable."""
-    series = pd.Series(values)
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        parsed = series
-    else:
-        if fmt is not None and pd.api.types.is_numeric_dtype(series.dtype):
-            series = _digits(series, fmt)
-        text = series.where(series.notna(), None).astype("object")
-        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
-        # Without a format pandas takes the first value's and drops the rest's: read
-        # those that did not fit one by one.
-        missed = parsed.isna() & text.notna()
-        if fmt is None and missed.any():
-            parsed[missed] = pd.to_datetime(text[missed], format="mixed", errors="coerce", utc=True)
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed
-
-
-def _digits(numbers: pd.Series, fmt: str) -> pd.Series:
-    """An all-digit date (20130105) a CSV reader took for a number, as its text again, with
-    the leading zeros a number loses (05012013 for "%d%m%Y")."""
-    from datetime import datetime
-
-    width = len(datetime(2001, 1, 1).strftime(fmt))
-    whole = numbers.astype("Int64").astype("string")
-    return whole.str.zfill(width).astype(object).where(numbers.notna(), None)
 
 
 def _part(dates: pd.Series, part: str, since: pd.Timestamp) -> np.ndarray:
@@ -74,6 +46,9 @@ class DateParts(BaseEstimator, TransformerMixin):  # type: ignore[misc]
         blocks: list[np.ndarray] = []
         for name, (fmt, parts, since) in (self.columns or {}).items():
             dates = parse_dates(frame[name].reset_index(drop=True), fmt)
+            if not pd.api.types.is_datetime64_any_dtype(dates.dtype):
+                # Beyond what nanoseconds reach (a year 9999 placeholder): unknown.
+                dates = pd.to_datetime(dates, errors="coerce")
             origin = pd.Timestamp(since)
             blocks.extend(_part(dates, part, origin) for part in parts)
         return np.column_stack(blocks) if blocks else np.empty((len(frame), 0))

@@ -182,7 +182,7 @@ def compared_frame(frame: pd.DataFrame, label: str, config: AirloopConfig) -> pd
 
 def _days(column: pd.Series, fmt: str | None) -> pd.Series:
     """Days since 1970-01-01 of a date column (text in `fmt` or any form pandas reads, or timestamps)."""
-    from airloop.features.date_parts import parse_dates
+    from airloop.data.dates import parse_dates
 
     # The model's own date parser, so drift reads a date as the model does; NaT where unreadable.
     dates = parse_dates(column, fmt)

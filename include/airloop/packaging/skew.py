@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from airloop.config import DATE_TYPES, AirloopConfig
+from airloop.data.dates import parse_dates
 from airloop.data.frames import feature_frame
 from airloop.data.labels import labelled_rows
 from airloop.evaluation.metrics import model_scores
-from airloop.features.date_parts import parse_dates
 from airloop.packaging.serving import post_json, served_bento
 from airloop.paths import StatePaths
 
