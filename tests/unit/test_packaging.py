@@ -91,9 +91,12 @@ def _experiment(artifacts: Path) -> str:
     return mlflow.create_experiment("packaging-test", artifact_location=artifacts.as_uri())
 
 
-def _register(config: AirloopConfig, pipeline: Any, x: pd.DataFrame, experiment: str) -> str:
-    """Log a fitted pipeline as the training stage does and register it as airloop does;
-    returns its version."""
+def register_pipeline(
+    config: AirloopConfig, pipeline: Any, x: pd.DataFrame, experiment: str, **logged: Any
+) -> str:
+    """Log a fitted pipeline as the training stage does (`logged`: more of log_model's
+    arguments, e.g. a classifier's metadata) and register it as airloop does; returns its
+    version."""
     import mlflow
     import skops.io
     from mlflow.models import infer_signature
@@ -109,6 +112,7 @@ def _register(config: AirloopConfig, pipeline: Any, x: pd.DataFrame, experiment:
             signature=infer_signature(x),
             input_example=x.head(3),
             skops_trusted_types=trusted,
+            **logged,
         )
     uri = mlflow.get_tracking_uri()
     client = mlflow.MlflowClient(uri, uri)
@@ -141,7 +145,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]
             experiment = _experiment(paths.mlflow_artifacts)
             # Two versions that answer differently, so a test can tell which one is served.
             versions = tuple(
-                _register(config, _pipeline(config, model).fit(x, y), x, experiment)
+                register_pipeline(config, _pipeline(config, model).fit(x, y), x, experiment)
                 for model in (XGBClassifier(n_estimators=10), XGBClassifier(n_estimators=20))
             )
         use_bentoml_home(paths)
@@ -218,7 +222,7 @@ def test_build_refuses_a_stored_version_from_another_registry(registered: Regist
     reset_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with _tracking(reset_uri):
         pipeline = _pipeline(reg.config, XGBClassifier(n_estimators=5)).fit(x, y)
-        assert _register(reg.config, pipeline, x, _experiment(tmp_path)) == version
+        assert register_pipeline(reg.config, pipeline, x, _experiment(tmp_path)) == version
     reset = StatePaths(reg.paths.home, mlflow_server=reset_uri)
     with pytest.raises(RuntimeError, match="another registry"):
         build_bento(reg.config, _model_uri(reg, version), version, reset)
@@ -349,7 +353,7 @@ def test_regression_bento_answers_values(registered: Registered) -> None:
     x, y = feature_frame(reg.train, config), labels(reg.train, config)
     pipeline = _pipeline(config, HistGradientBoostingRegressor(max_iter=20)).fit(x, y)
     with _tracking(reg.paths.tracking_uri()):
-        version = _register(config, pipeline, x, reg.experiment)
+        version = register_pipeline(config, pipeline, x, reg.experiment)
     uri = f"models:/{config.model.registered_name}/{version}"
 
     tag = build_bento(config, uri, version, reg.paths)

@@ -34,8 +34,8 @@ from airloop.packaging.bento import build_bento, use_bentoml_home
 from airloop.packaging.serving import post_json, served_bento
 from airloop.packaging.skew import check_skew
 from airloop.paths import StatePaths
-from airloop.registry import register_candidate
 from airloop.training.models import build_pipeline
+from tests.unit.test_packaging import register_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
 
@@ -108,28 +108,16 @@ def _tracking(tracking_uri: str) -> Iterator[None]:
 
 
 def _register(config: AirloopConfig, pipeline: Any, x: pd.DataFrame, experiment: str) -> str:
-    """Log the fitted pipeline as the training stage does (classes in the metadata, airloop
-    shipped as code for the date step) and register it; returns its version."""
-    import mlflow
-    import skops.io
-    from mlflow.models import infer_signature
-
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-    with mlflow.start_run(experiment_id=experiment) as run:
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            pip_requirements=["scikit-learn", "xgboost", "pandas"],
-            signature=infer_signature(x.head(20)),
-            skops_trusted_types=trusted,
-            code_paths=[str(Path(airloop.__file__).parent)],
-            metadata={CLASSES_METADATA: CLASSES},
-        )
-    uri = mlflow.get_tracking_uri()
-    client = mlflow.MlflowClient(uri, uri)
-    return register_candidate(
-        client, config.model.registered_name, run.info.run_id, info.model_uri, {}, uri
-    ).version
+    """Register the pipeline as the training stage logs it: classes in the metadata, airloop
+    shipped as code for the date step."""
+    return register_pipeline(
+        config,
+        pipeline,
+        x.head(20),
+        experiment,
+        code_paths=[str(Path(airloop.__file__).parent)],
+        metadata={CLASSES_METADATA: CLASSES},
+    )
 
 
 @dataclass(frozen=True)
