@@ -13,3 +13,10 @@ def runs_triggered_by(client: AirflowClient, dag_id: str, asset: str) -> list[di
         if any(e["name"] == asset for e in events["asset_events"]):
             triggered.append(run)
     return triggered
+
+
+def assert_drift_reached_training(client: AirflowClient) -> None:
+    """At least one continuous_training run was started by drift_detected, and all such succeeded."""
+    drift_triggered = runs_triggered_by(client, "continuous_training", "drift_detected")
+    assert drift_triggered, "no continuous_training run was triggered by drift_detected"
+    assert all(run["state"] == "success" for run in drift_triggered)

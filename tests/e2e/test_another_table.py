@@ -19,7 +19,7 @@ from airloop.paths import StatePaths
 from airloop.registry import CHAMPION
 from airloop.stack import Stack
 from airloop.tracking import tracking_client
-from tests.e2e.asset_runs import runs_triggered_by
+from tests.e2e.asset_runs import assert_drift_reached_training
 
 pytestmark = pytest.mark.e2e
 MONTHS = ("2013-01", "2013-02", "2013-07")
@@ -104,6 +104,4 @@ def test_every_month_was_validated_and_the_first_model_served(weather_loop) -> N
 
 def test_julys_drift_reached_continuous_training(weather_loop) -> None:
     _, stack, _ = weather_loop
-    drift_triggered = runs_triggered_by(stack.client(), "continuous_training", "drift_detected")
-    assert drift_triggered, "no continuous_training run was triggered by drift_detected"
-    assert all(run["state"] == "success" for run in drift_triggered)
+    assert_drift_reached_training(stack.client())

@@ -23,7 +23,7 @@ from airloop.registry import CHAMPION
 from airloop.stack import Stack
 from airloop.tracking import tracking_client
 from tests.conftest import FLIGHTS_CONFIG
-from tests.e2e.asset_runs import runs_triggered_by
+from tests.e2e.asset_runs import assert_drift_reached_training
 from tests.e2e.ci import airloop_trigger
 from tests.receivers import Receiver
 
@@ -118,9 +118,7 @@ def test_a_bento_of_the_champion_exists(loop) -> None:
 
 def test_drift_triggered_a_training_run(loop) -> None:
     _, stack, _ = loop
-    drift_triggered = runs_triggered_by(stack.client(), "continuous_training", "drift_detected")
-    assert drift_triggered, "no continuous_training run was triggered by drift_detected"
-    assert all(run["state"] == "success" for run in drift_triggered)
+    assert_drift_reached_training(stack.client())
 
 
 def test_a_broken_partition_is_quarantined_and_never_trained_on(loop, flights_month) -> None:
