@@ -92,7 +92,7 @@ class ColumnSpec(_Frozen):
             if bound is None:
                 continue
             if dated:
-                _parse_date(bound, self.format if isinstance(bound, str) else None, key)
+                _parse_date(bound, self.format, key)
             elif self.type in NUMERIC_TYPES and not isinstance(bound, int | float):
                 raise ValueError(f"{key}: {bound!r} is not a number (the column is {self.type})")
             elif self.type in CATEGORICAL_TYPES:
@@ -131,11 +131,11 @@ def _check_date_format(fmt: str) -> None:
 
 
 def _parse_date(value: Any, fmt: str | None, key: str) -> Any:
-    """A date bound as a timestamp; raise naming `key` when it does not read as a date."""
-    import pandas as pd
+    """A date bound as validation reads it; raise naming `key` when it does not read as a date."""
+    from airloop.data.dates import date_bound
 
     try:
-        return pd.Timestamp(value) if fmt is None else pd.to_datetime(value, format=fmt)
+        return date_bound(value, fmt)
     except (ValueError, TypeError):
         raise ValueError(f"{key}: {value!r} is not a date{f' in format {fmt!r}' if fmt else ''}") from None
 

@@ -33,7 +33,7 @@ from airloop.config import (
     DatasetConfig,
     PartitionSpec,
 )
-from airloop.data.dates import parse_dates
+from airloop.data.dates import date_bound, parse_dates, utc_naive
 from airloop.data.frames import read_table
 from airloop.paths import StatePaths, safe_key
 
@@ -138,7 +138,7 @@ def build_expectations(
     now) lies in the future. The frame checked must be `_checkable`'s.
     """
     dataset = config.dataset
-    now = _utc_naive(today or datetime.now(UTC))
+    now = utc_naive(today or datetime.now(UTC))
     expectations: list[gxe.Expectation] = []
     for name, spec in dataset.columns.items():
         expectations.extend(_column_expectations(name, spec, now))
@@ -295,26 +295,13 @@ def _checked_columns(dataset: DatasetConfig) -> list[str]:
 
 
 def _date_bound(value: Any, fmt: str | None, strict: bool = True) -> Any:
-    """A configured date (text in the column's format, when given) as a naive UTC timestamp.
-
-    The config has checked min and max; a value that does not read (strict=False) stays text.
-    """
+    """A configured date as `date_bound` reads it; one that does not read (strict=False) stays text."""
     try:
-        if fmt is not None and isinstance(value, str):
-            stamp = pd.to_datetime(value, format=fmt)
-        else:
-            stamp = pd.Timestamp(value)
+        return date_bound(value, fmt)
     except (ValueError, TypeError):
         if strict:
             raise
         return value
-    return _utc_naive(stamp)
-
-
-def _utc_naive(moment: Any) -> pd.Timestamp:
-    """`moment` as a timestamp without time zone, in UTC (a naive one is taken as UTC)."""
-    stamp = pd.Timestamp(moment)
-    return stamp.tz_convert(None) if stamp.tzinfo is not None else stamp
 
 
 def _span(low: pd.Timestamp | None, high: pd.Timestamp | None) -> str:
@@ -332,7 +319,7 @@ def _partition_period(spec: PartitionSpec, partition: str | None) -> tuple[pd.Ti
     if spec.column is None or spec.date_format is None or partition is None:
         return None
     try:
-        start = _utc_naive(datetime.strptime(partition, spec.date_format))
+        start = utc_naive(datetime.strptime(partition, spec.date_format))
     except ValueError:
         return None
     fields = set(re.findall("%(.)", spec.date_format.replace("%%", "")))

@@ -29,11 +29,6 @@ HIGHER_IS_BETTER = {
 }
 
 
-def predicted_labels(scores: np.ndarray) -> np.ndarray:
-    """The label a model answers: the likeliest class, or 1 where P(positive) >= 0.5."""
-    return np.argmax(scores, axis=1) if scores.ndim == 2 else (scores >= 0.5).astype(int)
-
-
 def metric_value(
     metric: str, y_true: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None
 ) -> float:
