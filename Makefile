@@ -1,6 +1,9 @@
 # The README's commands. Everything installs into .venv; all state lives in .state/.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The first Python 3.11-3.13 on PATH (override: make PYTHON=/path/to/python3). Not 3.10:
+# Airflow 3.3's providers need 3.11 or newer.
+PYTHON ?= $(firstword $(foreach v,3.11 3.12 3.13,$(shell command -v python$(v) 2>/dev/null)) \
+	$(shell python3 -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null && command -v python3))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,12 +12,15 @@ export BENTOML_HOME ?= $(AIRLOOP_HOME)/bentoml
 export GX_ANALYTICS_ENABLED := False
 MONTHS ?= 1-12
 
-.PHONY: install demo test test-fast lint up down status clean mlflow-ui bench-serving
+.PHONY: install demo test test-fast lint up down status clean mlflow-ui bench-serving browser
 
-# The browser tests drive Debian's Chromium (never a browser a test tool downloads).
+install: $(STAMP)
+
+# Only the browser tests need a browser: Debian's Chromium (never one a test tool downloads).
+# Installing it needs root (CI runs as root); `make demo` never asks for it.
 CHROMIUM := /usr/bin/chromium
 
-install: $(STAMP) $(CHROMIUM)
+browser: $(CHROMIUM)
 
 $(CHROMIUM):
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
@@ -26,6 +32,7 @@ $(WRK):
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.11-3.13 found; set PYTHON=/path/to/python3" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 resolves to the CPU build kept on this machine (pip's find-links).
@@ -33,12 +40,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Set up and run the whole loop on the embedded default (from an empty $(AIRLOOP_HOME)),
-# then print what happened.
+# Set up and run the whole loop on the embedded default (from an empty $(AIRLOOP_HOME)) for
+# every demo model side by side (flights and weather), then print what happened per model.
 demo: install
 	$(BIN)/airloop demo run --fresh --months $(MONTHS) $(if $(KEEP_RUNNING),--keep-running)
 
-test: install lint
+test: install browser lint
 	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests
 
 # Everything but the end-to-end tests through the real scheduler and the real-table suite.

@@ -33,9 +33,9 @@ from airloop.cli import month_numbers
 from airloop.config import load_config
 from airloop.demo.flights import land_month
 from airloop.demo.replay import wait_for_dags
+from airloop.ops.stack import Stack, Topology
 from airloop.paths import PROJECT_ROOT, StatePaths
 from airloop.pipelines.ingest_data import ingest_landed
-from airloop.stack import Stack, Topology
 
 sys.path.insert(0, str(PROJECT_ROOT))
 from tests.services import POSTGRES, postgres_database, redis_database  # noqa: E402
@@ -154,7 +154,7 @@ def measure(topology_name: str, months: list[int], root: Path) -> dict:
 
 
 def _mlflow_server(services: ExitStack, paths: StatePaths) -> str:
-    from airloop.stack import free_port, mlflow_server_command, wait_until_answers
+    from airloop.ops.stack import free_port, mlflow_server_command, wait_until_answers
 
     database = services.enter_context(postgres_database("airloop_bench_plain_mlflow"))
     port = free_port()

@@ -40,9 +40,9 @@ from typing import Any
 import pandas as pd
 
 from airloop.config import AirloopConfig, load_config, parse_config
+from airloop.ops.stack import free_port
 from airloop.packaging.serving import start_bento_server, stop_server, wait_ready
 from airloop.paths import StatePaths
-from airloop.stack import free_port
 
 LUA = """
 local bodies = {}
@@ -82,8 +82,8 @@ def with_band(table: pd.DataFrame) -> pd.DataFrame:
 def trained(config: AirloopConfig, paths: StatePaths, train: Path, evaluation: Path) -> tuple[str, str]:
     """Train, register and package one model; return (model_uri, bento tag)."""
     from airloop.packaging.bento import build_bento
-    from airloop.registry import register_candidate
-    from airloop.tracking import tracking_client
+    from airloop.registry.tracking import tracking_client
+    from airloop.registry.versions import register_candidate
     from airloop.training.train import TrainRequest, train_candidate
 
     result = train_candidate(

@@ -2,12 +2,15 @@
 
 - Buttons on a task instance ("MLflow run", "Model version", "Model card", "Gate decision",
   "Drift report", "Data Docs"), shown where the task published such a thing
-  (`airloop.ui_links`). Airflow 3 computes global extra links in the API server, so each
+  (`airloop.orchestration.links`). Airflow 3 computes global extra links in the API server, so each
   button reads the task's published references from the metadata database when the UI
   asks, and the MLflow UI's address from the API server's environment.
 - `/airloop/reports/...`: the report files those buttons open (Great Expectations Data
-  Docs, Evidently reports, model cards, gate decisions), from `$AIRLOOP_HOME/reports`,
-  for signed-in users only (`airloop.ui_reports`).
+  Docs, Evidently reports, model cards, gate decisions), from each model's reports folder
+  under `$AIRLOOP_HOME`, for signed-in users only (`airloop.orchestration.reports_app`).
+- "airloop models" (under Browse): the deployment's models, each with its champion, last
+  continuous-training decision and last drift check, linked to its DAGs, runs and reports
+  (`/airloop/models`, `airloop.orchestration.models_page`), shown inside the Airflow UI.
 - A navigation entry ("MLflow", under Browse) opening the MLflow UI.
 
 The MLflow UI's address is ``$AIRLOOP_MLFLOW_UI_URL`` (default ``http://127.0.0.1:5000``): the
@@ -15,31 +18,28 @@ address a browser reaches, which is not always the tracking URI the workers use
 (``http://mlflow:5000`` inside docker-compose).
 
 Every Airflow component that loads plugins imports this module, so module level keeps to
-the standard library, Airflow and `airloop.ui_links` (standard library only).
+the standard library, Airflow and `airloop.orchestration.links` (standard library only).
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from airloop.ui_links import BUTTONS, LINKS_XCOM, PLUGIN_PREFIX, link_url
+from airloop.orchestration.links import (
+    BUTTONS,
+    LINKS_XCOM,
+    MODELS_ROUTE,
+    PLUGIN_PREFIX,
+    link_url,
+    mlflow_ui_base_url,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
-
-MLFLOW_UI_URL_ENV = "AIRLOOP_MLFLOW_UI_URL"
-DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
-
-
-def mlflow_ui_base_url() -> str:
-    """The MLflow UI's base URL from ``$AIRLOOP_MLFLOW_UI_URL`` (unset or blank: the default)."""
-    url = os.environ.get(MLFLOW_UI_URL_ENV, "").strip() or DEFAULT_MLFLOW_UI_URL
-    return url.rstrip("/")
 
 
 def mlflow_experiments_url() -> str:
@@ -90,7 +90,8 @@ class LazyApp:
     where it is served (the API server), not in every process that loads plugins."""
 
     def __init__(self, module: str, factory: str) -> None:
-        self._where, self._app = (module, factory), None
+        self._where = (module, factory)
+        self._app: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._app is None:
@@ -106,15 +107,23 @@ class AirloopPlugin(AirflowPlugin):
 
     name = "airloop"
     global_operator_extra_links = [_button(name, kind) for name, kind in BUTTONS.items()]
-    reports = LazyApp("airloop.ui_reports", "reports_app")
+    reports = LazyApp("airloop.orchestration.reports_app", "reports_app")
     fastapi_apps = [{"app": reports, "url_prefix": PLUGIN_PREFIX, "name": "airloop reports"}]
-    # External views are plain dicts read by the UI; without ``url_route`` the entry opens
-    # ``href`` directly. The href is fixed when the plugin loads (API server start-up).
+    # External views are plain dicts read by the UI. With a ``url_route`` the UI shows
+    # ``href`` in a frame at ``/plugin/<url_route>``; without one the entry opens ``href``
+    # directly (fixed when the plugin loads, at API server start-up).
     external_views = [
+        {
+            "name": "airloop models",
+            "href": MODELS_ROUTE,
+            "url_route": "airloop-models",
+            "destination": "nav",
+            "category": "browse",
+        },
         {
             "name": "MLflow",
             "href": mlflow_experiments_url(),
             "destination": "nav",
             "category": "browse",
-        }
+        },
     ]

@@ -69,15 +69,34 @@ def config_variant(config: AirloopConfig, **sections: dict) -> AirloopConfig:
     return parse_config(data, "test variant")
 
 
-@pytest.fixture
-def training_window(config, paths, flights_month):
-    """Two validated 3000-row months of flights assembled into a versioned training window."""
+@pytest.fixture(scope="session")
+def _training_window_built(tmp_path_factory, config, flights_month):
+    """The training window, built once per session (DVC adds, pushes, assembly)."""
     from airloop.data.ingest import store_partition
     from airloop.training.dataset import assemble_training_set
 
+    paths = StatePaths(tmp_path_factory.mktemp("training-window") / "state")
     paths.landing.mkdir(parents=True)
     for month in (1, 2):
         landed = paths.landing / f"2013-{month:02d}.csv"
         flights_month(month, 3000).to_csv(landed, index=False)
         store_partition(landed, paths)
-    return assemble_training_set(config, paths)
+    return paths, assemble_training_set(config, paths)
+
+
+@pytest.fixture
+def training_window(paths, _training_window_built):
+    """Two validated 3000-row months of flights assembled into a versioned training window,
+    in this test's own state dir: a copy of the session's, its DVC remote the copy's own."""
+    import shutil
+    from dataclasses import replace
+
+    built, window = _training_window_built
+    shutil.copytree(built.home, paths.home, dirs_exist_ok=True)
+    dvc_config = paths.data / ".dvc" / "config"
+    dvc_config.write_text(dvc_config.read_text().replace(str(built.home), str(paths.home)))
+    return replace(
+        window,
+        train_path=window.train_path.replace(str(built.home), str(paths.home)),
+        eval_path=window.eval_path.replace(str(built.home), str(paths.home)),
+    )

@@ -1,20 +1,69 @@
 """`airloop`: every stage of the loop from the command line, without Airflow.
 
-Each command calls the same function the Airflow task calls, and prints JSON.
+Each command calls the same function the Airflow task calls, and prints JSON. A command
+about one model takes it with `--model NAME` (a model of the deployment, see
+`airloop.deployment`) or `--config FILE`; a deployment with one model needs neither.
+Commands about the deployment (`models`, `stack`, `serve`, `demo run`) take every model,
+or only the one named.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from airloop.config import AirloopConfig, ConfigError, load_config
+from airloop.config import AirloopConfig, ConfigError
+from airloop.deployment import Deployment, load_deployment, load_model_config, overlay_files
 from airloop.paths import StatePaths
+
+MODEL, DEPLOYMENT, NO_MODEL = "model", "deployment", "no model"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The models a command is about: the deployment's, or the one `--model`/`--config` names."""
+
+    configs: list[AirloopConfig]
+    files: dict[str, Path]
+    broken: dict[Path, str]
+    # The files named on the command line (None: the deployment's, as the environment says).
+    named_files: list[Path] | None = None
+
+    def one(self) -> AirloopConfig:
+        if len(self.configs) == 1 and (self.named_files or not self.broken):
+            return self.configs[0]
+        return Deployment({c.name: c for c in self.configs}, self.files, self.broken).only_model()
+
+    def configs_spec(self) -> str | None:
+        """What `$AIRLOOP_CONFIGS` must say for Airflow to run exactly these models."""
+        return os.pathsep.join(str(f) for f in self.named_files) if self.named_files else None
+
+    def dag_id(self, dag: str) -> str:
+        """A DAG id as given, or a stage (`continuous_training`) of the one model."""
+        from airloop.orchestration.naming import STAGES, dag_id
+
+        return dag_id(self.one().name, dag) if dag in STAGES else dag
+
+
+def select(model: str | None, config_file: str | None) -> Selection:
+    """The models `--model` or `--config` name, else the whole deployment."""
+    if config_file:
+        path = Path(config_file).resolve()
+        config = load_model_config(path, overlay_files())
+        return Selection([config], {config.name: path}, {}, [path])
+    deployment = load_deployment()
+    if model:
+        config = deployment.model(model)
+        return Selection([config], {model: deployment.files[model]}, {}, [deployment.files[model]])
+    return Selection(
+        [deployment.models[name] for name in deployment.names()], deployment.files, deployment.broken
+    )
 
 
 def _print(value: object) -> None:
@@ -39,13 +88,11 @@ def cmd_ingest(args: argparse.Namespace, config: AirloopConfig, paths: StatePath
 
 
 def cmd_validate(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.data.frames import read_table
     from airloop.data.ingest import partition_of
-    from airloop.data.validation import validate_frame
+    from airloop.data.validation import check_partition_file
 
     path = Path(args.file)
-    result_path = paths.report_dir("validation") / f"{partition_of(path)}.json"
-    outcome = validate_frame(read_table(path), config, partition_of(path), result_path)
+    outcome = check_partition_file(path, config, paths, partition_of(path))
     _print(outcome.summary())
     return 0 if outcome.success else 1
 
@@ -94,24 +141,41 @@ def cmd_rollback(args: argparse.Namespace, config: AirloopConfig, paths: StatePa
     return 0
 
 
-def cmd_pools(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.pools import pools_json
+def cmd_pools(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
+    from airloop.orchestration.pools import pools_json
 
-    print(pools_json())
+    print(pools_json(c.name for c in selection.configs))
     return 0
 
 
-def cmd_devices(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+def cmd_models(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
+    from airloop.model_status import model_status, render_status
+
+    statuses = [model_status(config, paths) for config in selection.configs]
+    if args.json:
+        _print({"models": statuses, "broken": {str(k): v for k, v in selection.broken.items()}})
+    else:
+        print(render_status(statuses))
+        for path, error in selection.broken.items():
+            print(f"\nbroken config {path}:\n{error}")
+    return 1 if selection.broken else 0
+
+
+def cmd_devices(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
     from airloop.training.devices import GpuUnavailable, cuda_available, device_name, resolve_device
 
-    report: dict = {"training.gpu": config.training.gpu, "cuda_available": cuda_available()}
-    try:
-        device = resolve_device(config.training.gpu)
-    except GpuUnavailable as error:
-        _print({**report, "error": str(error)})
-        return 1
-    _print({**report, "device": device, "name": device_name(device)})
-    return 0
+    report: dict = {"cuda_available": cuda_available(), "models": {}}
+    failed = False
+    for config in selection.configs:
+        model: dict = {"training.gpu": config.training.gpu, "family": config.model.family}
+        try:
+            device = resolve_device(config.training.gpu)
+            model.update(device=device, name=device_name(device))
+        except GpuUnavailable as error:
+            model["error"], failed = str(error), True
+        report["models"][config.name] = model
+    _print(report)
+    return 1 if failed else 0
 
 
 def cmd_retrain(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
@@ -129,39 +193,50 @@ def cmd_drift(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths
 
 
 def cmd_demo_land(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.demo.flights import land_month
+    from airloop.demo.replay import demo_landings
 
-    _print([str(land_month(month, paths.landing)) for month in args.months])
+    landings = demo_landings(config.name, args.months)
+    if landings is None:
+        print(f"airloop demo: the demo has no data for model {config.name!r}", file=sys.stderr)
+        return 2
+    _print([str(land(paths.landing)) for _, land in landings])
     return 0
 
 
-def cmd_demo_run(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.demo.replay import replay
+def cmd_demo_run(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
+    from airloop.demo.replay import ModelReplay, demo_landings, replay
 
+    models = [
+        ModelReplay(config, selection.files[config.name], paths.for_model(config.name), landings)
+        for config in selection.configs
+        if (landings := demo_landings(config.name, args.months)) is not None
+    ]
+    if not models:
+        print(f"airloop demo: no demo data for {[c.name for c in selection.configs]}", file=sys.stderr)
+        return 2
     if args.fresh and paths.home.exists():
-        from airloop.stack import Stack
+        from airloop.ops.stack import Stack
 
         Stack(paths).stop()
         shutil.rmtree(paths.home)
-
-    return replay(config, paths, months=args.months, keep_running=args.keep_running)
+    return replay(models, paths, keep_running=args.keep_running)
 
 
 def cmd_demo_summary(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.demo.summary import month_rows, render_table
+    from airloop.demo.summary import month_rows, render_months
 
-    print(render_table(month_rows(paths)))
+    print(render_months(month_rows(paths)))
     return 0
 
 
-def cmd_stack(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.stack import Stack, Topology
+def cmd_stack(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
+    from airloop.ops.stack import Stack, Topology
 
     wanted = None
     if args.action == "up" and args.executor:
         wanted = Topology(args.executor, args.database_url, args.broker_url, args.mlflow_database_url)
     try:
-        stack = Stack(paths, topology=wanted)
+        stack = Stack(paths, configs=selection.configs_spec(), topology=wanted)
         stack.settings()
     except ValueError as error:
         print(f"airloop stack: {error}", file=sys.stderr)
@@ -176,28 +251,43 @@ def cmd_stack(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths
     return 0
 
 
-def cmd_serve(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+def cmd_serve(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
     import signal
 
-    from airloop.packaging.champion_server import serve_champion
+    from airloop.packaging.champion_server import serve_champions, serving_ports
 
     stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda number, _: stopping.append(number))
-    serve_champion(config, paths, args.host, args.port, args.poll, should_stop=lambda: bool(stopping))
+    for name, port in serving_ports(selection.configs, args.port).items():
+        print(f"airloop serve: {name} at http://{args.host}:{port} once it has a champion", flush=True)
+    serve_champions(
+        selection.configs, paths, args.host, args.port, args.poll, should_stop=lambda: bool(stopping)
+    )
     return 0
 
 
-def cmd_trigger(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.trigger import TriggerError, client_from_env, default_run_id, parse_conf, trigger
+def cmd_trigger(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
+    from airloop.ops.trigger import (
+        REFUSED,
+        TriggerError,
+        client_from_env,
+        default_run_id,
+        parse_conf,
+        trigger,
+    )
 
     try:
         conf = parse_conf(args.conf)
         run_id = args.run_id or default_run_id(conf)
-        run = trigger(client_from_env(paths), args.dag, conf, run_id, args.wait, args.timeout)
+        dag = selection.dag_id(args.dag)
+        run = trigger(client_from_env(paths), dag, conf, run_id, args.wait, args.timeout)
     except TriggerError as error:
         print(f"airloop trigger: {error}", file=sys.stderr)
         return error.exit_code
+    except ConfigError as error:  # a stage, but which model's?
+        print(f"airloop trigger: {error}", file=sys.stderr)
+        return REFUSED
     _print(run.to_dict())
     if run.already_triggered:
         print(f"airloop trigger: run {run.run_id} was triggered before (a rerun): not again", file=sys.stderr)
@@ -221,14 +311,22 @@ def month_numbers(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="airloop", description=__doc__)
-    parser.add_argument("--config", help="config YAML (default: $AIRLOOP_CONFIG or configs/flights.yaml)")
+    parser = argparse.ArgumentParser(
+        prog="airloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--model", help="a model of the deployment, by name (`airloop models` lists them)")
+    chosen.add_argument(
+        "--config", help="a model config file (the overlays of $AIRLOOP_OVERLAYS are laid over it)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     config = sub.add_parser("config", help="check a config file").add_subparsers(dest="action", required=True)
     config.add_parser("check").set_defaults(func=cmd_config_check)
     sub.add_parser("ingest", help="validate and version every landed file").set_defaults(func=cmd_ingest)
-    validate = sub.add_parser("validate", help="validate one file against the config's suite")
+    validate = sub.add_parser(
+        "validate", help="run the ingest task's checks on one file (it is not moved or quarantined)"
+    )
     validate.add_argument("file")
     validate.set_defaults(func=cmd_validate)
     data = sub.add_parser("data", help="partitions: profile, revalidate, checkout").add_subparsers(
@@ -248,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --target (default: inferred from the target's values)",
     )
     profile.add_argument("--name", help="with --target: the config's name (default: from the files' names)")
-    profile.set_defaults(func=cmd_data_profile, needs_config=False)
+    profile.set_defaults(func=cmd_data_profile, scope=NO_MODEL)
     revalidate = data.add_parser(
         "revalidate", help="validate a quarantined partition again; release it if it passes"
     )
@@ -261,21 +359,30 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="the training entrypoint (what runners execute)")
     train.add_argument("--request", required=True)
     train.add_argument("--result", required=True)
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=cmd_train, scope=NO_MODEL)  # the request carries the config
     sub.add_parser(
         "rollback", help="put previous_champion back as champion and rebuild its bento"
     ).set_defaults(func=cmd_rollback)
-    sub.add_parser("pools", help="the Airflow pools airloop uses, for `airflow pools import`").set_defaults(
-        func=cmd_pools, needs_config=False
+    sub.add_parser("pools", help="every model's Airflow pools, for `airflow pools import`").set_defaults(
+        func=cmd_pools, scope=DEPLOYMENT
     )
+    models = sub.add_parser("models", help="each model: its champion, last decision and last drift check")
+    models.add_argument("--json", action="store_true", help="everything known, as JSON")
+    models.set_defaults(func=cmd_models, scope=DEPLOYMENT)
     sub.add_parser(
-        "devices", help="the device training would use here (GPU or CPU), from training.gpu"
-    ).set_defaults(func=cmd_devices)
-    serve = sub.add_parser("serve", help="serve the champion's bento; follow the champion when it moves")
+        "devices", help="the device each model's training would use here (GPU or CPU), from training.gpu"
+    ).set_defaults(func=cmd_devices, scope=DEPLOYMENT)
+    serve = sub.add_parser(
+        "serve",
+        help="serve every model's champion bento (or --model's), each on its own port; follow each "
+        "champion when it moves",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 in a container")
-    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument(
+        "--port", type=int, default=3000, help="the first model's port, in name order; the next gets +1, ..."
+    )
     serve.add_argument("--poll", type=float, default=30, help="seconds between looks at the champion alias")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, scope=DEPLOYMENT)
     retrain = sub.add_parser("retrain", help="the whole continuous-training flow in this process")
     retrain.add_argument(
         "--trigger", default="manual", choices=["manual", "drift", "new_data", "performance_drop", "schedule"]
@@ -285,15 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
         "drift", help="check the newest window against the champion's training data and scores"
     ).set_defaults(func=cmd_drift)
 
-    demo = sub.add_parser("demo", help="the nycflights13 demo").add_subparsers(dest="action", required=True)
-    land = demo.add_parser("land", help="drop months of 2013 flights into the landing directory")
+    demo = sub.add_parser(
+        "demo", help="the nycflights13 demo: flights and weather, side by side"
+    ).add_subparsers(dest="action", required=True)
+    land = demo.add_parser("land", help="drop months of 2013 into the model's landing directory")
     land.add_argument("months", type=month_numbers)
     land.set_defaults(func=cmd_demo_land)
-    run = demo.add_parser("run", help="replay months through a running Airflow and wait for the loop")
+    run = demo.add_parser(
+        "run", help="replay months of every demo model (or --model's) through Airflow; wait for each loop"
+    )
     run.add_argument("--months", type=month_numbers, default=month_numbers("1-12"))
     run.add_argument("--keep-running", action="store_true", help="leave Airflow running afterwards")
     run.add_argument("--fresh", action="store_true", help="stop Airflow and empty $AIRLOOP_HOME first")
-    run.set_defaults(func=cmd_demo_run)
+    run.set_defaults(func=cmd_demo_run, scope=DEPLOYMENT)
     demo.add_parser("summary", help="one row per month: what the loop did").set_defaults(
         func=cmd_demo_summary
     )
@@ -303,14 +414,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="trigger a DAG run over Airflow's REST API (as CI does); exit 0 succeeded, 1 failed, "
         "2 refused, 3 paused, 4 timed out, 5 not authorised, 6 unreachable",
     )
-    triggering.add_argument("dag", help="the DAG id, e.g. continuous_training")
+    triggering.add_argument(
+        "dag",
+        help="the DAG id, e.g. flights__continuous_training, or a stage of --model's: continuous_training",
+    )
     triggering.add_argument("--conf", help="the run's conf (its params), a JSON object")
     triggering.add_argument("--run-id", help="default: the same for every attempt of one CI pipeline run")
     triggering.add_argument(
         "--wait", action="store_true", help="wait for the run to finish; exit with its state"
     )
     triggering.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
-    triggering.set_defaults(func=cmd_trigger, needs_config=False)
+    triggering.set_defaults(func=cmd_trigger, scope=DEPLOYMENT)
 
     stack = sub.add_parser(
         "stack",
@@ -322,19 +436,25 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--database-url", help="Airflow's metadata database, e.g. postgresql+psycopg2://...")
     stack.add_argument("--broker-url", help="Celery's broker, e.g. redis://127.0.0.1:6379/0")
     stack.add_argument("--mlflow-database-url", help="run an MLflow server on this database")
-    stack.set_defaults(func=cmd_stack)
+    stack.set_defaults(func=cmd_stack, scope=DEPLOYMENT)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    scope = getattr(args, "scope", MODEL)
+    paths = StatePaths.from_env()
     try:
-        # Profiling is how a config gets written: it must not need one.
-        config = load_config(args.config) if getattr(args, "needs_config", True) else None
+        if scope == NO_MODEL:  # profiling is how a config gets written: it must not need one
+            return int(args.func(args, None, paths))
+        selection = select(args.model, args.config)
+        if scope == DEPLOYMENT:
+            return int(args.func(args, selection, paths))
+        config = selection.one()
     except ConfigError as error:
         print(f"airloop: {error}", file=sys.stderr)
         return 2
-    return int(args.func(args, config, StatePaths.from_env()))
+    return int(args.func(args, config, paths.for_model(config.name)))
 
 
 if __name__ == "__main__":

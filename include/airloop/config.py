@@ -132,7 +132,7 @@ def _check_date_format(fmt: str) -> None:
 
 def _parse_date(value: Any, fmt: str | None, key: str) -> Any:
     """A date bound as validation reads it; raise naming `key` when it does not read as a date."""
-    from airloop.data.dates import date_bound
+    from airloop.data.date_bounds import date_bound
 
     try:
         return date_bound(value, fmt)
@@ -615,12 +615,13 @@ def parse_config(data: Any, source: str = "<memory>") -> AirloopConfig:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> AirloopConfig:
-    """Load and validate a config (default: $AIRLOOP_CONFIG, else configs/flights.yaml).
+    """Load and validate a config (default: the example, configs/flights.yaml).
 
     Several files separated by ':' are overlays: each later file's keys replace the earlier
-    ones', section by section (e.g. `configs/flights.yaml:configs/production.yaml`).
+    ones', section by section (e.g. `configs/flights.yaml:configs/overlays/production.yaml`).
+    A deployment's models are loaded by `airloop.deployment`.
     """
-    spec = str(path or os.environ.get("AIRLOOP_CONFIG") or default_config_path())
+    spec = str(path or default_config_path())
     files = [Path(part) for part in spec.split(os.pathsep) if part]
     merged: dict[str, Any] = {}
     for file in files:
@@ -654,4 +655,6 @@ def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_config_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "configs" / "flights.yaml"
+    from airloop.paths import PROJECT_ROOT
+
+    return PROJECT_ROOT / "configs" / "flights.yaml"

@@ -2,16 +2,37 @@
 
 Every stage finds its inputs and leaves its outputs here, keyed by partition or run id,
 so a retried task overwrites its own output instead of adding a second one.
+
+The services' stores (MLflow, BentoML, Evidently, Airflow) are the deployment's, shared by
+its models. What one model owns (landing, quarantine, its DVC repository, reports, runs,
+locks) lies in that model's subtree, `models/<name>/`, so nothing one model does touches
+another's files. Paths without a model keep a model's files at the top (one-model state
+directories of tests and benchmarks).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT_ENV = "AIRLOOP_PROJECT_ROOT"
+
+
+def _project_root() -> Path:
+    """The checkout holding dags/, plugins/ and configs/: $AIRLOOP_PROJECT_ROOT, else the
+    source tree this package is installed from in editable mode, else the current directory
+    (a wheel install, as in the Docker images, knows no checkout)."""
+    if os.environ.get(PROJECT_ROOT_ENV):
+        return Path(os.environ[PROJECT_ROOT_ENV]).resolve()
+    source = Path(__file__).resolve().parents[2]
+    if (source / "dags").is_dir() and (source / "configs").is_dir():
+        return source
+    return Path.cwd().resolve()
+
+
+PROJECT_ROOT = _project_root()
 
 
 def safe_key(value: str) -> str:
@@ -24,18 +45,33 @@ class StatePaths:
     home: Path
     # An MLflow server to use instead of the SQLite store under `home` (production).
     mlflow_server: str | None = None
+    # The model whose files these are; None: a one-model state directory.
+    model: str | None = None
 
     @classmethod
-    def from_env(cls) -> StatePaths:
+    def from_env(cls, model: str | None = None) -> StatePaths:
         """Resolved once: MLflow itself rewrites MLFLOW_TRACKING_URI in os.environ later on."""
         home = Path(os.environ.get("AIRLOOP_HOME", PROJECT_ROOT / ".state")).resolve()
-        return cls(home, os.environ.get("MLFLOW_TRACKING_URI") or None)
+        return cls(home, os.environ.get("MLFLOW_TRACKING_URI") or None, model)
+
+    def for_model(self, name: str) -> StatePaths:
+        """The same deployment's paths for model `name`."""
+        return replace(self, model=name)
+
+    @property
+    def models_root(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def model_home(self) -> Path:
+        """Where this model's own files live."""
+        return self.models_root / self.model if self.model else self.home
 
     # Data: a DVC repository of its own (no git), holding validated partitions and
     # assembled training sets.
     @property
     def landing(self) -> Path:
-        return self.home / "landing"
+        return self.model_home / "landing"
 
     def landing_pattern(self, pattern: str) -> str:
         """Glob of landed files. Glob never matches dot-names: writers land under one, then rename."""
@@ -43,7 +79,7 @@ class StatePaths:
 
     @property
     def data(self) -> Path:
-        return self.home / "data"
+        return self.model_home / "data"
 
     @property
     def partitions(self) -> Path:
@@ -55,16 +91,16 @@ class StatePaths:
 
     @property
     def dvc_remote(self) -> Path:
-        return self.home / "dvc-remote"
+        return self.model_home / "dvc-remote"
 
     @property
     def quarantine(self) -> Path:
-        return self.home / "quarantine"
+        return self.model_home / "quarantine"
 
     # Records each stage writes: what was checked or decided, and why.
     @property
     def reports(self) -> Path:
-        return self.home / "reports"
+        return self.model_home / "reports"
 
     def report_dir(self, kind: str) -> Path:
         path = self.reports / kind
@@ -77,12 +113,12 @@ class StatePaths:
 
     @property
     def runs(self) -> Path:
-        return self.home / "runs"
+        return self.model_home / "runs"
 
     @property
     def promotion_lock(self) -> Path:
         """Held while registry aliases move, so promotions and rollbacks never interleave."""
-        return self.home / "locks" / "promotion.lock"
+        return self.model_home / "locks" / "promotion.lock"
 
     # Services' own stores.
     @property
@@ -108,3 +144,8 @@ class StatePaths:
 
     def tracking_uri(self) -> str:
         return self.mlflow_server or f"sqlite:///{self.mlflow_db}"
+
+
+def report_roots(home: Path) -> list[Path]:
+    """Every reports folder of the deployment under `home`: its models' and the top one."""
+    return [home / "reports", *sorted((home / "models").glob("*/reports"))]

@@ -48,12 +48,11 @@ def test_the_dag_maps_a_docker_operator_per_trial_when_the_runner_is_docker(tmp_
     raw["training"] = {"runner": "docker", "gpu": True, "docker": {"network_mode": "airloop_default"}}
     variant = tmp_path / "docker.yaml"
     variant.write_text(yaml.safe_dump(raw))
-    monkeypatch.setenv("AIRLOOP_CONFIG", str(variant))
+    monkeypatch.setenv("AIRLOOP_CONFIGS", str(variant))
     monkeypatch.setenv("AIRLOOP_HOME", str(tmp_path / "state"))
-    monkeypatch.syspath_prepend(str(DAGS_FOLDER))
-    bag = DagBag(dag_folder=str(DAGS_FOLDER / "continuous_training.py"), safe_mode=False)
+    bag = DagBag(dag_folder=str(DAGS_FOLDER), safe_mode=False)
     assert bag.import_errors == {}
-    trial_task = bag.dags["continuous_training"].get_task("train_trial")
+    trial_task = bag.dags["flights__continuous_training"].get_task("train_trial")
     assert trial_task.operator_class is DockerOperator
     shared = trial_task.partial_kwargs
     assert shared["image"] == "airloop-trainer:latest" and shared["network_mode"] == "airloop_default"

@@ -1,74 +1,123 @@
-"""DAG integrity: every DAG file imports, is cheap to parse, and follows the house rules."""
+"""DAG integrity: the DAG file builds every model's DAGs, cheaply, by the house rules, and
+each model's DAGs stay within that model (ids, tags, Assets, pools)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
+from airloop.deployment import load_deployment
+from airloop.orchestration.naming import STAGES, dag_id, model_tag
+from airloop.orchestration.pools import model_pools
 from airloop.paths import PROJECT_ROOT
-from tests.conftest import HEAVY_MODULES
+from tests.conftest import FLIGHTS_CONFIG, HEAVY_MODULES
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
-DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if p.name != "airloop_wiring.py")
-EXPECTED_DAGS = {"ingest_data", "continuous_training", "monitor_drift", "extract_sql", "rollback_champion"}
+DAG_FILE = DAGS_FOLDER / "airloop_models.py"
+MODELS = load_deployment().names()
+EXPECTED_DAGS = {dag_id(model, stage) for model in MODELS for stage in STAGES}
 
 
 @pytest.fixture(scope="module")
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    # The dag-processor puts the bundle (the DAGs folder) on sys.path: that is how the DAG
-    # files share airloop_wiring.py.
-    if str(DAGS_FOLDER) not in sys.path:
-        sys.path.insert(0, str(DAGS_FOLDER))
     return DagBag(dag_folder=str(DAGS_FOLDER), safe_mode=False)
+
+
+def _bag_in_subprocess(env: dict[str, str], dag: str) -> dict:
+    """Parse the DAGs folder in a fresh interpreter with `env`: import errors, DAG ids, and
+    the root tasks of `dag`."""
+    probe = (
+        "import json, sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS_FOLDER)!r}, safe_mode=False)\n"
+        f"dag = bag.dags.get({dag!r})\n"
+        "print('RESULT', json.dumps({'errors': bag.import_errors, 'dags': sorted(bag.dag_ids),\n"
+        "    'roots': sorted(t.task_id for t in dag.roots) if dag else None}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={**os.environ, **env}
+    )
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    return dict(json.loads(line.removeprefix("RESULT ")))
+
+
+def test_the_project_deploys_at_least_two_models() -> None:
+    assert MODELS == ["flights", "weather"]
 
 
 def test_no_import_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
 
 
-def test_the_three_dags_exist(dagbag) -> None:
+def test_every_model_has_one_dag_per_stage_and_nothing_else(dagbag) -> None:
     assert set(dagbag.dag_ids) == EXPECTED_DAGS
+    assert all(d.fileloc == str(DAG_FILE) for d in dagbag.dags.values())
 
 
-@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.stem)
-def test_dag_id_is_the_file_name_and_one_dag_per_file(dagbag, dag_file) -> None:
-    in_file = [d for d in dagbag.dags.values() if d.fileloc == str(dag_file)]
-    assert [d.dag_id for d in in_file] == [dag_file.stem]
-
-
-@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
-def test_house_rules(dagbag, dag_id) -> None:
-    dag = dagbag.dags[dag_id]
-    assert dag.catchup is False
-    assert "airloop" in dag.tags and len(dag.tags) >= 2
-    assert dag.doc_md and len(dag.doc_md) > 100
-    assert dag.max_active_runs == 1
-    for task in dag.tasks:
-        assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+@pytest.mark.parametrize("dag", sorted(EXPECTED_DAGS))
+def test_house_rules(dagbag, dag) -> None:
+    found = dagbag.dags[dag]
+    assert found.catchup is False
+    assert found.doc_md and len(found.doc_md) > 100
+    assert found.max_active_runs == 1
+    for task in found.tasks:
+        assert task.retries >= 1, f"{dag}.{task.task_id} has no retries"
         assert task.owner == "airloop"
 
 
-def test_no_cycles(dagbag) -> None:
-    from airflow.sdk.definitions.dag import DAG
+@pytest.mark.parametrize("model", MODELS)
+def test_a_models_dags_carry_its_tag_and_use_only_its_pools(dagbag, model) -> None:
+    pools = set(model_pools(model)) | {"default_pool"}
+    for stage in STAGES:
+        found = dagbag.dags[dag_id(model, stage)]
+        assert {"airloop", model_tag(model)} <= set(found.tags) and len(found.tags) == 3
+        assert {task.pool for task in found.tasks} <= pools, stage
 
-    for dag in dagbag.dags.values():
-        assert isinstance(dag, DAG)
-        # topological_sort raises on a cycle
-        assert len(dag.topological_sort()) == len(dag.tasks)
+
+def _uris(assets) -> set[str]:
+    return {a.uri for a in assets}
 
 
-@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.stem)
-def test_parses_fast_without_heavy_imports(dag_file) -> None:
+def _condition_uris(condition) -> set[str]:
+    """Every asset URI in a schedule's asset condition (an Asset, or any/all of conditions)."""
+    if condition is None:
+        return set()
+    if hasattr(condition, "uri"):
+        return {condition.uri}
+    return {uri for part in condition.objects for uri in _condition_uris(part)}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_models_dags_are_scheduled_on_and_emit_only_its_own_assets(dagbag, model) -> None:
+    """So one model's asset events can never trigger another model's runs."""
+    for stage in STAGES:
+        found = dagbag.dags[dag_id(model, stage)]
+        scheduled_on = _condition_uris(getattr(found.timetable, "asset_condition", None))
+        emitted = {uri for task in found.tasks for uri in _uris(getattr(task, "outlets", []))}
+        read = {uri for task in found.tasks for uri in _uris(getattr(task, "inlets", []))}
+        for uri in scheduled_on | emitted | read:
+            assert uri.startswith(f"airloop://{model}/"), f"{dag_id(model, stage)} uses {uri}"
+    training = dagbag.dags[dag_id(model, "continuous_training")]
+    assert _condition_uris(training.timetable.asset_condition) == {
+        f"airloop://{model}/validated_data",
+        f"airloop://{model}/drift_detected",
+    }
+
+
+def test_the_dag_file_parses_fast_without_heavy_imports() -> None:
     """In a fresh interpreter with Airflow already loaded (as the dag-processor has it)."""
     probe = (
         "import sys, time, runpy, airflow.sdk\n"
-        f"sys.path.insert(0, {str(DAGS_FOLDER)!r})\n"
         "start = time.perf_counter()\n"
-        f"runpy.run_path({str(dag_file)!r})\n"
+        f"runpy.run_path({str(DAG_FILE)!r})\n"
         "print('PARSE_SECONDS', time.perf_counter() - start)\n"
         f"print('HEAVY', *(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
     )
@@ -78,7 +127,36 @@ def test_parses_fast_without_heavy_imports(dag_file) -> None:
     )
     seconds, heavy = float(found["PARSE_SECONDS"]), found["HEAVY"].strip()
     assert seconds < 2.0
-    assert heavy == "", f"{dag_file.name} imports {heavy} at parse time"
+    assert heavy == "", f"{DAG_FILE.name} imports {heavy} at parse time"
+
+
+def test_a_broken_config_is_an_import_error_naming_file_and_key_and_the_others_still_load(
+    tmp_path: Path,
+) -> None:
+    raw = yaml.safe_load(FLIGHTS_CONFIG.read_text())
+    raw["name"], raw["model"]["registered_name"] = "churn", "churn-model"
+    raw["gate"]["metric"] = "rmse"  # a regression metric on a classifier
+    broken = tmp_path / "churn.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    configs = os.pathsep.join([str(FLIGHTS_CONFIG), str(broken)])
+
+    bag = _bag_in_subprocess({"AIRLOOP_CONFIGS": configs}, dag_id("flights", "ingest_data"))
+
+    [message] = bag["errors"].values()
+    assert "churn.yaml" in message and "gate.metric" in message and "'rmse'" in message
+    assert bag["dags"] == sorted(dag_id("flights", stage) for stage in STAGES)
+
+
+def test_two_configs_claiming_one_model_name_leave_the_second_broken(tmp_path: Path) -> None:
+    copy = tmp_path / "zz_flights_again.yaml"
+    copy.write_text(FLIGHTS_CONFIG.read_text())
+    bag = _bag_in_subprocess(
+        {"AIRLOOP_CONFIGS": os.pathsep.join([str(FLIGHTS_CONFIG), str(copy)])},
+        dag_id("flights", "ingest_data"),
+    )
+    [message] = bag["errors"].values()
+    assert "zz_flights_again.yaml" in message and "name: 'flights' is already the name of" in message
+    assert len(bag["dags"]) == len(STAGES)
 
 
 @pytest.mark.parametrize(
@@ -92,38 +170,21 @@ def test_parses_fast_without_heavy_imports(dag_file) -> None:
     ],
 )
 def test_ingest_waits_the_way_its_source_needs(tmp_path, source, first_task) -> None:
-    import os
-
-    import yaml
-
-    from tests.conftest import FLIGHTS_CONFIG
-
     raw = yaml.safe_load(FLIGHTS_CONFIG.read_text())
     raw["dataset"]["source"] = source
     config = tmp_path / "variant.yaml"
     config.write_text(yaml.safe_dump(raw))
-    probe = (
-        f"import sys; sys.path.insert(0, {str(DAGS_FOLDER)!r})\n"
-        "from airflow.dag_processing.dagbag import DagBag\n"
-        f"bag = DagBag(dag_folder={str(DAGS_FOLDER)!r}, safe_mode=False)\n"
-        "print('ERRORS', len(bag.import_errors))\n"
-        "print('ROOTS', *sorted(t.task_id for t in bag.dags['ingest_data'].roots))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                          env={**os.environ, "AIRLOOP_CONFIG": str(config)})  # fmt: skip
-    lines = dict(
-        line.partition(" ")[::2] for line in done.stdout.splitlines() if line.startswith(("ERRORS", "ROOTS"))
-    )
-    assert lines == {"ERRORS": "0", "ROOTS": first_task}
+    bag = _bag_in_subprocess({"AIRLOOP_CONFIGS": str(config)}, dag_id("flights", "ingest_data"))
+    assert bag["errors"] == {} and bag["roots"] == [first_task]
 
 
-@pytest.mark.parametrize("dag_id", ["continuous_training", "monitor_drift"])
-def test_the_trigger_form_has_typed_described_params_that_reach_the_config(dagbag, dag_id) -> None:
+@pytest.mark.parametrize("stage", ["continuous_training", "monitor_drift"])
+def test_the_trigger_form_has_typed_described_params_that_reach_the_config(dagbag, stage) -> None:
     from airloop.config import load_config
-    from airloop.run_params import config_for_run
+    from airloop.orchestration.run_params import config_for_run
 
-    params = dagbag.dags[dag_id].params
-    assert params, f"{dag_id} has no trigger form"
+    params = dagbag.dags[dag_id("flights", stage)].params
+    assert params, f"{stage} has no trigger form"
     for name in params:
         param = params.get_param(name)
         assert param.schema.get("type") and param.schema.get("title") and len(param.description or "") > 20, (
@@ -131,4 +192,4 @@ def test_the_trigger_form_has_typed_described_params_that_reach_the_config(dagba
         )
     config = load_config()
     # The form's defaults leave the config as it is.
-    assert config_for_run(config, dag_id, params.dump()) == config
+    assert config_for_run(config, stage, params.dump()) == config

@@ -27,7 +27,8 @@ UI_URL = "http://mlflow.example.test:5123/"  # trailing slash on purpose
 # Of airloop, the plugin may load only its standard-library vocabulary of links.
 PLUGIN_FORBIDDEN = [*HEAVY_MODULES, "airloop.config", "airloop.pipelines", "fastapi"]
 
-# Runs in the subprocess: load plugins the way the API server does, then report as JSON.
+# Runs in the subprocess: load plugins the way the API server does, then ask the API server
+# app (in process, no server) for the plugin's pages; report as JSON.
 _PROBE = """
 import json, os, sys
 
@@ -49,6 +50,26 @@ plugin = next((p for p in plugins_manager._get_plugins()[0] if p.name == "airloo
 from airflow.api_fastapi.core_api.datamodels.plugins import PluginResponse
 served = [PluginResponse.model_validate(dict(i)).model_dump(mode="json") for i in info]
 
+# The API server with the plugin's app mounted, asked as a browser would.
+from fastapi.testclient import TestClient
+from airflow import settings
+from airflow.api_fastapi.app import create_app, get_auth_manager
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+from airflow.models.revoked_token import RevokedToken
+
+client = TestClient(create_app())
+# A valid token's check reads this one table of the metadata database.
+RevokedToken.__table__.create(settings.engine, checkfirst=True)
+token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="ADMIN"))
+asked = {}
+for route in ("/airloop/models", "/airloop/reports/models/x/reports/drift/a.html"):
+    asked[route] = {
+        "anonymous": client.get(route).status_code,
+        "forged": client.get(route, headers={"Authorization": "Bearer a.b.c"}).status_code,
+    }
+page = client.get("/airloop/models", cookies={"_token": token})
+by_bearer = client.get("/airloop/models", headers={"Authorization": f"Bearer {token}"})
+
 with open(out_path, "w") as f:
     json.dump({
         "import_errors": {str(k): v for k, v in plugins_manager.get_import_errors().items()},
@@ -59,6 +80,9 @@ with open(out_path, "w") as f:
         "links": [link.name for link in links],
         "served": served,
         "heavy_loaded": loaded,
+        "asked": asked,
+        "page": {"status": page.status_code, "type": page.headers.get("content-type"), "body": page.text},
+        "page_by_bearer": by_bearer.status_code,
     }, f)
 """
 
@@ -67,6 +91,9 @@ with open(out_path, "w") as f:
 def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("airflow_home")
     out = home / "probe.json"
+    broken_config = home / "configs" / "broken.yaml"
+    broken_config.parent.mkdir()
+    broken_config.write_text("name: broken\nnot_a_section: 1\n")
     # Nothing Airflow-related leaks in from the calling environment.
     env = {
         key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AIRLOOP_MLFLOW"))
@@ -78,6 +105,9 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
         AIRLOOP_MLFLOW_UI_URL=UI_URL,
+        AIRLOOP_HOME=str(home / "state"),
+        # One config, broken: the page lists it, and no model's registry is read.
+        AIRLOOP_CONFIGS=str(broken_config),
     )
     result = subprocess.run(
         [sys.executable, "-c", _PROBE, str(out), json.dumps(PLUGIN_FORBIDDEN)],
@@ -94,7 +124,7 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_plugin_module_imports_only_light_modules() -> None:
     """Module level holds the standard library and Airflow only (every component imports it)."""
     tree = ast.parse(PLUGIN_FILE.read_text())
-    allowed = {"__future__", "os", "typing", "airflow", "airloop.ui_links"}
+    allowed = {"__future__", "os", "typing", "airflow", "airloop.orchestration.links"}
     for node in tree.body:
         if isinstance(node, ast.Import):
             roots = {alias.name.split(".")[0] for alias in node.names}
@@ -119,7 +149,7 @@ def test_loading_the_plugin_imports_nothing_heavy(probe: dict[str, Any]) -> None
 
 
 def test_every_button_is_a_global_extra_link(probe: dict[str, Any]) -> None:
-    from airloop.ui_links import BUTTONS
+    from airloop.orchestration.links import BUTTONS
 
     assert probe["links"] == list(BUTTONS)
 
@@ -133,6 +163,16 @@ def test_plugin_is_served_by_the_rest_api(probe: dict[str, Any]) -> None:
     ]
     assert airloop["external_views"] == [
         {
+            "name": "airloop models",
+            "href": "/airloop/models",
+            "destination": "nav",
+            "category": "browse",
+            "icon": None,
+            "icon_dark_mode": None,
+            "url_route": "airloop-models",
+            "nav_top_level": False,
+        },
+        {
             "name": "MLflow",
             "href": "http://mlflow.example.test:5123/#/experiments",
             "destination": "nav",
@@ -141,5 +181,33 @@ def test_plugin_is_served_by_the_rest_api(probe: dict[str, Any]) -> None:
             "icon_dark_mode": None,
             "url_route": None,
             "nav_top_level": False,
-        }
+        },
     ]
+
+
+def test_the_models_page_is_a_framed_view_of_the_plugins_own_route(probe: dict[str, Any]) -> None:
+    """The UI frames `href` at /plugin/<url_route>; href is the plugin app's models route."""
+    from airloop.orchestration.links import MODELS_ROUTE, PLUGIN_PREFIX
+
+    served = {plugin["name"]: plugin for plugin in probe["served"]}
+    (view,) = [v for v in served["airloop"]["external_views"] if v["name"] == "airloop models"]
+    assert view["href"] == MODELS_ROUTE and MODELS_ROUTE.startswith(PLUGIN_PREFIX + "/")
+    assert view["url_route"] and "/" not in view["url_route"]
+
+
+def test_the_plugins_pages_refuse_requests_not_signed_in(probe: dict[str, Any]) -> None:
+    """No token: 401; a token Airflow did not sign: 403 (as Airflow's own API answers)."""
+    for route, answers in probe["asked"].items():
+        assert answers == {"anonymous": 401, "forged": 403}, route
+
+
+def test_a_signed_in_user_gets_the_models_page(probe: dict[str, Any]) -> None:
+    page = probe["page"]
+    assert page["status"] == 200, page["body"][-2000:]
+    assert page["type"].startswith("text/html")
+    assert "<h1>airloop models</h1>" in page["body"]
+    assert "0 models, 1 broken config" in page["body"]
+    assert "broken.yaml" in page["body"] and "not_a_section" in page["body"]
+    # At the host's root, the page's Airflow UI links are absolute paths from there.
+    assert 'href="/dags?tags=airloop"' in page["body"]
+    assert probe["page_by_bearer"] == 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airloop.airflow_api import AirflowClient
+from airloop.ops.airflow_api import AirflowClient
 
 
 def runs_triggered_by(client: AirflowClient, dag_id: str, asset: str) -> list[dict]:
@@ -15,8 +15,9 @@ def runs_triggered_by(client: AirflowClient, dag_id: str, asset: str) -> list[di
     return triggered
 
 
-def assert_drift_reached_training(client: AirflowClient) -> None:
-    """At least one continuous_training run was started by drift_detected, and all such succeeded."""
-    drift_triggered = runs_triggered_by(client, "continuous_training", "drift_detected")
-    assert drift_triggered, "no continuous_training run was triggered by drift_detected"
+def assert_drift_reached_training(client: AirflowClient, model: str) -> None:
+    """At least one of the model's continuous_training runs was started by its drift_detected,
+    and all such succeeded."""
+    drift_triggered = runs_triggered_by(client, f"{model}__continuous_training", f"{model}.drift_detected")
+    assert drift_triggered, f"no {model}__continuous_training run was triggered by {model}.drift_detected"
     assert all(run["state"] == "success" for run in drift_triggered)

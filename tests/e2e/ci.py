@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airloop.stack import Stack
-from airloop.trigger import CI_RUN_IDS
+from airloop.ops.stack import Stack
+from airloop.ops.trigger import CI_RUN_IDS
 
 
 def airloop_trigger(

@@ -11,9 +11,11 @@ import pytest
 from airloop.config import load_config
 from airloop.demo.flights import land_month
 from airloop.demo.replay import wait_for_dags
+from airloop.ops.stack import Stack, Topology
+from airloop.orchestration.naming import STAGES, dag_id
 from airloop.paths import StatePaths
 from airloop.pipelines.ingest_data import ingest_landed
-from airloop.stack import Stack, Topology
+from tests.conftest import FLIGHTS_CONFIG
 from tests.services import POSTGRES, postgres_database, redis_database
 
 # A password in every database URL. This machine's PostgreSQL trusts local connections, so it
@@ -48,18 +50,20 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]
     ):
         env.setenv("AIRLOOP_HOME", str(paths.home))
         env.setenv("BENTOML_HOME", str(paths.bentoml_home))
-        env.delenv("AIRLOOP_CONFIG", raising=False)
+        flights = paths.for_model("flights")
         # Ingested before Airflow starts, so its ingest DAG never sees these files land.
         for month in (1, 2):
-            land_month(month, paths.landing)
-        assert all(outcome["accepted"] for outcome in ingest_landed(load_config(), paths))
+            land_month(month, flights.landing)
+        assert all(outcome["accepted"] for outcome in ingest_landed(load_config(), flights))
         topology = Topology("celery", database_url(airflow_db), broker, database_url(mlflow_db))
-        stack = Stack(paths, topology=topology)
+        stack = Stack(paths, configs=str(FLIGHTS_CONFIG), topology=topology)
         env.setenv("AIRLOOP_MLFLOW_UI_URL", str(stack.mlflow_url))  # for the Airflow UI's links
         try:
             stack.start()
             env.setenv("MLFLOW_TRACKING_URI", str(stack.mlflow_url))
-            wait_for_dags(stack.client())
-            yield Production(stack, StatePaths(paths.home, stack.mlflow_url), airflow_db, mlflow_db)
+            wait_for_dags(stack.client(), [dag_id("flights", stage) for stage in STAGES])
+            yield Production(
+                stack, StatePaths(paths.home, stack.mlflow_url, "flights"), airflow_db, mlflow_db
+            )
         finally:
             stack.stop()

@@ -16,12 +16,12 @@ import yaml
 
 from airloop.config import load_config
 from airloop.data.versioning import cached_file
-from airloop.demo.replay import replay
+from airloop.demo.replay import ModelReplay, demo_landings, replay
+from airloop.ops.stack import Stack
+from airloop.orchestration.pools import dvc_pool
 from airloop.paths import StatePaths
-from airloop.pools import DVC_POOL
-from airloop.registry import CHAMPION
-from airloop.stack import Stack
-from airloop.tracking import tracking_client
+from airloop.registry.tracking import tracking_client
+from airloop.registry.versions import CHAMPION
 from tests.conftest import FLIGHTS_CONFIG
 from tests.e2e.asset_runs import assert_drift_reached_training
 from tests.e2e.ci import airloop_trigger
@@ -43,19 +43,21 @@ def loop(tmp_path_factory):
     raw["model"]["search"] = {"space": {"max_depth": [4, 6]}}
     config_path = root / "flights-e2e.yaml"
     config_path.write_text(yaml.safe_dump(raw))
-    paths = StatePaths(root / "state")
+    root_paths = StatePaths(root / "state")
+    paths = root_paths.for_model("flights")
     receiver = Receiver().start()
     with pytest.MonkeyPatch.context() as env:
         # Every task's notifications go to this test's webhook (the Airflow connection, from env).
         env.setenv("AIRFLOW_CONN_AIRLOOP_NOTIFY", json.dumps({"conn_type": "http", "host": receiver.url}))
         env.setenv("AIRLOOP_HOME", str(paths.home))
-        env.setenv("AIRLOOP_CONFIG", str(config_path))
+        env.setenv("AIRLOOP_CONFIGS", str(config_path))
         env.setenv("BENTOML_HOME", str(paths.bentoml_home))
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
         env.setenv("AIRLOOP_MLFLOW_UI_URL", MLFLOW_UI)  # where the UI's MLflow buttons point
-        stack = Stack(paths, str(config_path))
+        stack = Stack(root_paths, str(config_path))
+        flights = ModelReplay(load_config(config_path), config_path, paths, demo_landings("flights", MONTHS))
         try:
-            assert replay(load_config(config_path), paths, MONTHS, keep_running=True) == 0
+            assert replay([flights], root_paths, keep_running=True) == 0
             yield paths, stack, receiver
         finally:
             stack.stop()
@@ -91,7 +93,7 @@ def test_champion_carries_its_lineage(loop) -> None:
     data_hash = champion.tags["airloop.data_hash"]
     assert cached_file(data_hash, paths).stat().st_size > 0  # DVC restores those bytes
     run_id = champion.tags["airloop.airflow_run_id"]
-    run = stack.client().request("GET", f"dags/continuous_training/dagRuns/{run_id}")
+    run = stack.client().request("GET", f"dags/flights__continuous_training/dagRuns/{run_id}")
     assert run["state"] == "success"
 
 
@@ -100,7 +102,7 @@ def test_training_fans_out_a_mapped_trial_per_search_point_and_registers_the_bes
     client = tracking_client(paths)
     champion = champion_of(paths)
     run_id = champion.tags["airloop.airflow_run_id"]
-    instances = stack.client().task_instances("continuous_training", run_id)
+    instances = stack.client().task_instances("flights__continuous_training", run_id)
     trials = sorted(ti["map_index"] for ti in instances if ti["task_id"] == "train_trial")
     assert trials == [0, 1]
     assert all(ti["state"] == "success" for ti in instances if ti["task_id"] == "train_trial")
@@ -118,7 +120,7 @@ def test_a_bento_of_the_champion_exists(loop) -> None:
 
 def test_drift_triggered_a_training_run(loop) -> None:
     _, stack, _ = loop
-    assert_drift_reached_training(stack.client())
+    assert_drift_reached_training(stack.client(), "flights")
 
 
 def test_a_broken_partition_is_quarantined_and_never_trained_on(loop, flights_month) -> None:
@@ -133,7 +135,7 @@ def test_a_broken_partition_is_quarantined_and_never_trained_on(loop, flights_mo
     deadline = time.monotonic() + 180
     failed = []
     while not failed and time.monotonic() < deadline:
-        failed = [r for r in client.dag_runs("ingest_data") if r["state"] == "failed"]
+        failed = [r for r in client.dag_runs("flights__ingest_data") if r["state"] == "failed"]
         time.sleep(2)
     assert failed, "the ingest run of the broken partition did not fail"
     assert (quarantined / "2013-04.csv").exists()
@@ -145,7 +147,7 @@ def test_a_broken_partition_is_quarantined_and_never_trained_on(loop, flights_mo
     assert "distance" in result
 
     log = client.request(
-        "GET", f"dags/ingest_data/dagRuns/{failed[0]['dag_run_id']}/taskInstances/validate/logs/1"
+        "GET", f"dags/flights__ingest_data/dagRuns/{failed[0]['dag_run_id']}/taskInstances/validate/logs/1"
     )
     assert "expect_column_to_exist" in str(log) and "distance" in str(log)
     assert not (paths.partitions / "2013-04.parquet").exists()
@@ -158,7 +160,7 @@ def test_the_gate_decision_is_in_the_evaluate_task_log(loop) -> None:
     champion = champion_of(paths)
     run_id = champion.tags["airloop.airflow_run_id"]
     log = stack.client().request(
-        "GET", f"dags/continuous_training/dagRuns/{run_id}/taskInstances/evaluate_candidate/logs/1"
+        "GET", f"dags/flights__continuous_training/dagRuns/{run_id}/taskInstances/evaluate_candidate/logs/1"
     )
     assert "# Promotion decision: PROMOTE" in str(log) and "| baseline | yes |" in str(log)
 
@@ -169,12 +171,14 @@ def test_rollback_over_rest_puts_the_previous_champion_back(loop) -> None:
     client, name = tracking_client(paths), config.model.registered_name
     before = str(client.get_model_version_by_alias(name, CHAMPION).version)
     previous = str(client.get_model_version_by_alias(name, "previous_champion").version)
-    run = stack.client().trigger("rollback_champion")
+    run = stack.client().trigger("flights__rollback_champion")
     deadline = time.monotonic() + 120
     state = run["state"]
     while state not in ("success", "failed") and time.monotonic() < deadline:
         time.sleep(2)
-        state = stack.client().request("GET", f"dags/rollback_champion/dagRuns/{run['dag_run_id']}")["state"]
+        state = stack.client().request("GET", f"dags/flights__rollback_champion/dagRuns/{run['dag_run_id']}")[
+            "state"
+        ]
     assert state == "success"
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == previous
     assert str(client.get_model_version_by_alias(name, "previous_champion").version) == before
@@ -183,7 +187,7 @@ def test_rollback_over_rest_puts_the_previous_champion_back(loop) -> None:
 def test_the_loop_notified_the_webhook_of_drift_and_promotion(loop) -> None:
     paths, _, receiver = loop
     drift = [b for b in receiver.bodies if b["event"] == "drift"]
-    assert drift and drift[0]["dag_id"] == "monitor_drift" and drift[0]["details"]["signals"]
+    assert drift and drift[0]["dag_id"] == "flights__monitor_drift" and drift[0]["details"]["signals"]
     assert "drift detected" in drift[0]["text"] and drift[0]["details"]["html_path"].endswith(".html")
     promoted = [b for b in receiver.bodies if b["event"] == "promotion"]
     assert promoted and all(b["task_id"] == "promote_champion" for b in promoted)
@@ -216,11 +220,11 @@ def storm_signals(signals: list[dict]) -> list[int]:
 def test_a_storm_of_drift_signals_during_a_training_run_leads_to_exactly_one_follow_up(loop) -> None:
     _, stack, _ = loop
     client = stack.client()
-    dag = "continuous_training"
+    dag = "flights__continuous_training"
     earlier = {run["dag_run_id"] for run in client.dag_runs(dag)}
     (asset,) = client.request("GET", "assets", params={"name_pattern": "drift_detected"})["assets"]
     # Hold a training run in flight: with no DVC slot its training set cannot be assembled.
-    set_slots(client, DVC_POOL, 0)
+    set_slots(client, dvc_pool("flights"), 0)
     try:
         active = client.trigger(dag)["dag_run_id"]
         decided_signals(client, dag, active)  # it has decided; the storm comes after
@@ -246,7 +250,7 @@ def test_a_storm_of_drift_signals_during_a_training_run_leads_to_exactly_one_fol
         assert storm_signals(decided_signals(client, dag, after)) == [storm]
         client.request("PATCH", f"dags/{dag}/dagRuns/{after}", json={"state": "failed"})
     finally:
-        set_slots(client, DVC_POOL, 1)
+        set_slots(client, dvc_pool("flights"), 1)
 
 
 # -- `airloop trigger` (what CI runs) against this stack's real api-server and scheduler ---------
@@ -254,7 +258,7 @@ def test_a_storm_of_drift_signals_during_a_training_run_leads_to_exactly_one_fol
 
 def test_a_bad_param_is_refused_at_the_trigger_or_fails_the_first_task(loop) -> None:
     _, stack, _ = loop
-    dag = "continuous_training"
+    dag = "flights__continuous_training"
     # The trigger form's own schema: a window below one partition is refused by Airflow.
     refused = airloop_trigger(stack, dag, "--conf", '{"window_partitions": 0}')
     assert refused.returncode == 2 and "window_partitions" in refused.stderr
@@ -273,7 +277,7 @@ def test_a_bad_param_is_refused_at_the_trigger_or_fails_the_first_task(loop) -> 
 
 def test_a_ci_job_triggers_waits_and_a_rerun_of_it_triggers_nothing(loop) -> None:
     _, stack, _ = loop
-    client, dag = stack.client(), "monitor_drift"
+    client, dag = stack.client(), "flights__monitor_drift"
     before = {r["dag_run_id"] for r in client.dag_runs(dag)}
     job = {"GITHUB_RUN_ID": f"e2e{time.time_ns()}"}
     first = airloop_trigger(stack, dag, "--wait", "--timeout", "300", **job)
@@ -307,7 +311,7 @@ def expired(token: str, stack: Stack) -> str:
 def test_the_api_refuses_no_token_a_bad_token_a_bad_payload_and_a_duplicate(loop) -> None:
     _, stack, _ = loop
     client = stack.client()
-    runs = f"{client.base_url}/api/v2/dags/monitor_drift/dagRuns"
+    runs = f"{client.base_url}/api/v2/dags/flights__monitor_drift/dagRuns"
     assert requests.get(runs, timeout=30).status_code == 401
     # A token past its expiry, signed with the stack's own secret: 401, "Token Expired".
     assert requests.get(runs, headers=bearer(expired(client.token(), stack)), timeout=30).status_code == 401
@@ -324,9 +328,9 @@ def test_the_api_refuses_no_token_a_bad_token_a_bad_payload_and_a_duplicate(loop
     assert requests.post(runs, headers=token, json=body, timeout=30).status_code == 200
     assert requests.post(runs, headers=token, json=body, timeout=30).status_code == 409
 
-    denied = airloop_trigger(stack, "monitor_drift", password="wrong")
+    denied = airloop_trigger(stack, "flights__monitor_drift", password="wrong")
     assert denied.returncode == 5 and "not authorised" in denied.stderr
-    malformed = airloop_trigger(stack, "monitor_drift", "--conf", "[1, 2]")
+    malformed = airloop_trigger(stack, "flights__monitor_drift", "--conf", "[1, 2]")
     assert malformed.returncode == 2 and "--conf must be a JSON object" in malformed.stderr
     unknown = airloop_trigger(stack, "no_such_dag")
     assert unknown.returncode == 2 and "no DAG 'no_such_dag'" in unknown.stderr
@@ -334,7 +338,7 @@ def test_the_api_refuses_no_token_a_bad_token_a_bad_payload_and_a_duplicate(loop
 
 def test_triggering_a_paused_dag_says_so_and_never_hangs(loop) -> None:
     _, stack, _ = loop
-    client, dag = stack.client(), "rollback_champion"
+    client, dag = stack.client(), "flights__rollback_champion"
     before = {r["dag_run_id"] for r in client.dag_runs(dag)}
     client.request("PATCH", f"dags/{dag}", json={"is_paused": True})
     try:
@@ -361,22 +365,27 @@ def test_tasks_link_to_what_they_produced_and_the_reports_open_signed_in_only(lo
     client, champion = stack.client(), champion_of(paths)
     run_id, name = champion.tags["airloop.airflow_run_id"], load_config().model.registered_name
 
-    trial = extra_links(client, "continuous_training", run_id, "train_trial", map_index=0)
+    trial = extra_links(client, "flights__continuous_training", run_id, "train_trial", map_index=0)
     assert set(trial) == {"MLflow run"} and trial["MLflow run"].startswith(f"{MLFLOW_UI}/#/runs/")
-    evaluated = extra_links(client, "continuous_training", run_id, "evaluate_candidate")
+    evaluated = extra_links(client, "flights__continuous_training", run_id, "evaluate_candidate")
     assert evaluated["MLflow run"] == f"{MLFLOW_UI}/#/runs/{champion.run_id}"
-    promoted = extra_links(client, "continuous_training", run_id, "promote_champion")
+    promoted = extra_links(client, "flights__continuous_training", run_id, "promote_champion")
     assert promoted["Model version"] == f"{MLFLOW_UI}/#/models/{name}/versions/{champion.version}"
-    assert promoted["Model card"] == f"/airloop/reports/model_cards/{name}-v{champion.version}.html"
-    assert promoted["Gate decision"].startswith("/airloop/reports/decisions/")
-    assert extra_links(client, "continuous_training", run_id, "passes_gate") == {}
+    assert (
+        promoted["Model card"]
+        == f"/airloop/reports/models/flights/reports/model_cards/{name}-v{champion.version}.html"
+    )
+    assert promoted["Gate decision"].startswith("/airloop/reports/models/flights/reports/decisions/")
+    assert extra_links(client, "flights__continuous_training", run_id, "passes_gate") == {}
 
-    drift_runs = [r["dag_run_id"] for r in client.dag_runs("monitor_drift") if r["state"] == "success"]
-    measured = [extra_links(client, "monitor_drift", r, "measure_drift") for r in drift_runs]
+    drift_runs = [
+        r["dag_run_id"] for r in client.dag_runs("flights__monitor_drift") if r["state"] == "success"
+    ]
+    measured = [extra_links(client, "flights__monitor_drift", r, "measure_drift") for r in drift_runs]
     report = next(links["Drift report"] for links in measured if "Drift report" in links)
-    ingests = [r["dag_run_id"] for r in client.dag_runs("ingest_data") if r["state"] == "success"]
-    docs = next(extra_links(client, "ingest_data", r, "validate").get("Data Docs") for r in ingests)
-    assert docs and docs.startswith("/airloop/reports/data_docs/")
+    ingests = [r["dag_run_id"] for r in client.dag_runs("flights__ingest_data") if r["state"] == "success"]
+    docs = next(extra_links(client, "flights__ingest_data", r, "validate").get("Data Docs") for r in ingests)
+    assert docs and docs.startswith("/airloop/reports/models/flights/reports/data_docs/")
 
     signed_in = bearer(client.token())
     for url, expected in [(report, "<html"), (promoted["Model card"], f"v{champion.version}"),

@@ -56,13 +56,18 @@ def test_a_person_retrains_from_the_trigger_form_and_follows_the_links(page, pro
     page.wait_for_url(lambda url: "/auth/login" not in url)
 
     page.goto(f"{base}/dags")
-    for dag in ("continuous_training", "ingest_data", "monitor_drift", "rollback_champion"):
+    for dag in (
+        "flights__continuous_training",
+        "flights__ingest_data",
+        "flights__monitor_drift",
+        "flights__rollback_champion",
+    ):
         page.get_by_role("link", name=dag, exact=True).first.wait_for()
     shot(page, "02-dags")
 
     # The trigger form: the DAG's typed Params, one of them changed for this run.
     run_id = f"ui__{time.time_ns()}"
-    page.goto(f"{base}/dags/continuous_training")
+    page.goto(f"{base}/dags/flights__continuous_training")
     page.get_by_role("button", name="Trigger Dag").click()
     form = page.get_by_role("dialog")
     form.get_by_text("Training window (partitions)").wait_for()
@@ -72,11 +77,11 @@ def test_a_person_retrains_from_the_trigger_form_and_follows_the_links(page, pro
     shot(page, "03-trigger-form")
     form.get_by_role("button", name="Trigger", exact=True).click()
     form.wait_for(state="hidden")
-    run = client.request("GET", f"dags/continuous_training/dagRuns/{run_id}")
+    run = client.request("GET", f"dags/flights__continuous_training/dagRuns/{run_id}")
     assert run["conf"]["window_partitions"] == 1
 
     # The run's page, until its state badge says how it ended.
-    page.goto(f"{base}/dags/continuous_training/runs/{run_id}")
+    page.goto(f"{base}/dags/flights__continuous_training/runs/{run_id}")
     badge = page.get_by_test_id("state-badge").first
     deadline = time.monotonic() + 900
     while badge.inner_text().strip() not in ("Success", "Failed"):
@@ -87,9 +92,9 @@ def test_a_person_retrains_from_the_trigger_form_and_follows_the_links(page, pro
     assert badge.inner_text().strip() == "Success"
 
     # The evaluating task's buttons: the MLflow run (in the MLflow UI, another tab) ...
-    evaluated = f"dags/continuous_training/dagRuns/{run_id}/taskInstances/evaluate_candidate"
+    evaluated = f"dags/flights__continuous_training/dagRuns/{run_id}/taskInstances/evaluate_candidate"
     candidate = client.request("GET", f"{evaluated}/xcomEntries/return_value")["value"]["candidate_run_id"]
-    page.goto(f"{base}/dags/continuous_training/runs/{run_id}/tasks/evaluate_candidate/details")
+    page.goto(f"{base}/dags/flights__continuous_training/runs/{run_id}/tasks/evaluate_candidate/details")
     mlflow_link = page.get_by_role("link", name="MLflow run")
     assert mlflow_link.get_attribute("href") == f"{stack.mlflow_url}/#/runs/{candidate}"
     shot(page, "05-task-links")
@@ -101,7 +106,7 @@ def test_a_person_retrains_from_the_trigger_form_and_follows_the_links(page, pro
     shot(mlflow, "06-mlflow-run")
 
     # ... and, on the promoting task, the model card, served by the plugin to this signed-in user.
-    page.goto(f"{base}/dags/continuous_training/runs/{run_id}/tasks/promote_champion/details")
+    page.goto(f"{base}/dags/flights__continuous_training/runs/{run_id}/tasks/promote_champion/details")
     with page.expect_navigation():
         page.get_by_role("link", name="Model card").click()
     page.get_by_role("heading", name=re.compile(r"^Model card: .+ v\d+$")).wait_for()

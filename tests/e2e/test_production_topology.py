@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from airloop.config import load_config
-from airloop.registry import CHAMPION
-from airloop.tracking import tracking_client
+from airloop.registry.tracking import tracking_client
+from airloop.registry.versions import CHAMPION
 from tests.e2e.ci import airloop_trigger
 from tests.e2e.conftest import DB_PASSWORD, Production
 from tests.services import POSTGRES
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def trained(production: Production) -> tuple[dict, subprocess.CompletedProcess[str]]:
     """continuous_training triggered the way CI triggers it, waited for."""
-    done = airloop_trigger(production.stack, "continuous_training", "--wait", "--timeout", "900")
+    done = airloop_trigger(production.stack, "flights__continuous_training", "--wait", "--timeout", "900")
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout), done
 
@@ -37,13 +37,17 @@ def test_continuous_training_succeeds_on_celery_and_registers_into_the_mlflow_se
     run, _ = trained
     assert run["state"] == "success"
     client = stack.client()
-    states = {t["task_id"]: t["state"] for t in client.task_instances("continuous_training", run["run_id"])}
+    states = {
+        t["task_id"]: t["state"] for t in client.task_instances("flights__continuous_training", run["run_id"])
+    }
     assert states["evaluate_candidate"] == "success", states  # the gate decided, on Celery
 
     # The champion came from a run on this stack (this one, or the browser test's before it).
     registry = tracking_client(production.paths)
     champion = registry.get_model_version_by_alias(load_config().model.registered_name, CHAMPION)
-    run_ids = {r["dag_run_id"] for r in client.dag_runs("continuous_training") if r["state"] == "success"}
+    run_ids = {
+        r["dag_run_id"] for r in client.dag_runs("flights__continuous_training") if r["state"] == "success"
+    }
     assert champion.tags["airloop.airflow_run_id"] in run_ids
 
     # The work went through Celery (its results are kept in Airflow's database), and MLflow

@@ -14,8 +14,8 @@ from airloop.config import parse_config
 from airloop.pipelines.continuous_training import run_continuous_training
 from airloop.pipelines.ingest_data import ingest_landed
 from airloop.pipelines.monitor_drift import check_drift
-from airloop.registry import current_champion
-from airloop.tracking import tracking_client
+from airloop.registry.tracking import tracking_client
+from airloop.registry.versions import current_champion
 
 DIAMONDS = {
     "name": "diamonds",

@@ -6,7 +6,7 @@ import pytest
 
 from airloop.config import ConfigError
 from airloop.pipelines.continuous_training import plan_training, select_candidate, train_trial
-from airloop.tracking import tracking_client
+from airloop.registry.tracking import tracking_client
 from airloop.training.search import best_trial, trial_params
 from airloop.training.train import TrainResult
 from tests.conftest import config_variant

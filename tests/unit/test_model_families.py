@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airloop.tracking import tracking_client
+from airloop.registry.tracking import tracking_client
 from airloop.training.train import TrainRequest, train_candidate
 from tests.conftest import config_variant
 

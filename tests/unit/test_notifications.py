@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airloop.notifications import deliver, notification, post, webhook_url
+from airloop.orchestration.notifications import deliver, notification, post, webhook_url
 from tests.receivers import MailReceiver, Receiver
 
 

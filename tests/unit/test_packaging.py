@@ -36,7 +36,7 @@ from airloop.packaging.bento import (
 from airloop.packaging.serving import post_json, served_bento
 from airloop.packaging.skew import TrainingServingSkew, check_skew
 from airloop.paths import StatePaths
-from airloop.registry import DIGEST_TAG, register_candidate
+from airloop.registry.versions import DIGEST_TAG, register_candidate
 
 # infer_signature's advice about integer columns: this test's frames have no missing ints.
 pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
@@ -502,9 +502,9 @@ def test_airloop_serve_serves_the_champion_and_follows_it_when_it_moves(
     import signal
     import subprocess
 
-    from airloop.registry import CHAMPION
-    from airloop.stack import free_port
-    from airloop.tracking import tracking_client
+    from airloop.ops.stack import free_port
+    from airloop.registry.tracking import tracking_client
+    from airloop.registry.versions import CHAMPION
 
     reg, (first, second) = registered, registered.versions
     client, name = tracking_client(reg.paths), reg.config.model.registered_name

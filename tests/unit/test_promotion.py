@@ -10,7 +10,8 @@ import pytest
 
 from airloop.pipelines.continuous_training import evaluate, promote, register
 from airloop.pipelines.rollback_champion import roll_back
-from airloop.registry import (
+from airloop.registry.tracking import tracking_client
+from airloop.registry.versions import (
     CHAMPION,
     PREVIOUS_CHAMPION,
     ChampionChanged,
@@ -18,7 +19,6 @@ from airloop.registry import (
     promote_champion,
     register_candidate,
 )
-from airloop.tracking import tracking_client
 from airloop.training.train import TrainRequest, train_candidate
 from tests.conftest import config_variant
 

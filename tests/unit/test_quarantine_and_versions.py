@@ -30,14 +30,15 @@ def quarantine(config, paths, frame: pd.DataFrame, partition: str = "2013-04"):
 
 
 def test_a_fixed_file_is_released_to_landing(config, paths, flights_month, capsys) -> None:
+    paths = paths.for_model("flights")  # where `airloop --model flights` keeps its files
     good = flights_month(4, 2000)
     kept = quarantine(config, paths, good.drop(columns=["distance"]))
 
-    assert main(["data", "revalidate", "2013-04"]) == 1  # nothing fixed yet
+    assert main(["--model", "flights", "data", "revalidate", "2013-04"]) == 1  # nothing fixed yet
     assert "still fails" in capsys.readouterr().out and kept.exists()
 
     good.to_csv(kept, index=False)  # the fix, made in quarantine
-    assert main(["data", "revalidate", "2013-04"]) == 0
+    assert main(["--model", "flights", "data", "revalidate", "2013-04"]) == 0
     assert "released" in capsys.readouterr().out
     assert [p.name for p in landed_files(config, paths)] == ["2013-04.csv"]
     assert not (paths.quarantine / "2013-04").exists()
@@ -58,12 +59,13 @@ def test_a_config_fix_releases_the_partition(config, paths, flights_month) -> No
 
 
 def test_checkout_restores_the_exact_bytes(paths, flights_month, tmp_path) -> None:
+    paths = paths.for_model("flights")
     paths.landing.mkdir(parents=True)
     landed = paths.landing / "2013-01.csv"
     flights_month(1, 500).to_csv(landed, index=False)
     stored = store_partition(landed, paths)
     target = tmp_path / "restored.parquet"
-    assert main(["data", "checkout", stored.dvc_hash, "--to", str(target)]) == 0
+    assert main(["--model", "flights", "data", "checkout", stored.dvc_hash, "--to", str(target)]) == 0
     assert target.read_bytes() == partition_path(paths, "2013-01").read_bytes()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airloop.config import ConfigError, load_config
-from airloop.run_params import config_for_run, run_overrides
+from airloop.orchestration.run_params import config_for_run, run_overrides
 
 
 def test_params_set_their_config_keys_for_one_run() -> None:
@@ -35,3 +35,12 @@ def test_a_bad_param_is_refused_naming_the_key(params: dict, named: str) -> None
     with pytest.raises(ConfigError, match="continuous_training run params") as refused:
         config_for_run(load_config(), "continuous_training", params)
     assert named in str(refused.value)
+
+
+def test_every_stage_has_a_trigger_form_entry_and_an_unknown_stage_is_an_error() -> None:
+    from airloop.orchestration.naming import STAGES
+    from airloop.orchestration.run_params import RUN_PARAMS, param_specs
+
+    assert set(RUN_PARAMS) == set(STAGES)
+    with pytest.raises(KeyError, match="no run params for stage 'continous_training'"):
+        param_specs("continous_training")

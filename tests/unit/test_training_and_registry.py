@@ -6,7 +6,8 @@ from importlib.metadata import version
 
 import pytest
 
-from airloop.registry import (
+from airloop.registry.tracking import tracking_client
+from airloop.registry.versions import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS_CHAMPION,
@@ -14,7 +15,6 @@ from airloop.registry import (
     promote_champion,
     register_candidate,
 )
-from airloop.tracking import tracking_client
 from airloop.training.runners import run_local
 from airloop.training.train import TrainRequest, train_candidate
 

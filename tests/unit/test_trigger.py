@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from airloop.cli import main
-from airloop.trigger import REFUSED, TriggerError, default_run_id, parse_conf
+from airloop.ops.trigger import REFUSED, TriggerError, default_run_id, parse_conf
 
 
 def test_a_ci_rerun_gets_the_same_run_id_and_other_conf_another() -> None:
@@ -34,9 +34,14 @@ def test_conf_must_be_a_json_object() -> None:
 def test_without_an_airflow_the_cli_says_where_to_point_it(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("AIRLOOP_HOME", str(tmp_path))
     monkeypatch.delenv("AIRLOOP_AIRFLOW_URL", raising=False)
-    assert main(["trigger", "continuous_training"]) == REFUSED
+    assert main(["trigger", "flights__continuous_training"]) == REFUSED
     assert "set AIRLOOP_AIRFLOW_URL" in capsys.readouterr().err
     monkeypatch.setenv("AIRLOOP_AIRFLOW_URL", "http://127.0.0.1:9")
     monkeypatch.delenv("AIRLOOP_AIRFLOW_PASSWORD", raising=False)
-    assert main(["trigger", "continuous_training"]) == 5
+    assert main(["--model", "weather", "trigger", "continuous_training"]) == 5
     assert "set AIRLOOP_AIRFLOW_USERNAME and AIRLOOP_AIRFLOW_PASSWORD" in capsys.readouterr().err
+
+
+def test_a_stage_without_a_model_in_a_deployment_of_several_is_refused_naming_them(capsys) -> None:
+    assert main(["trigger", "continuous_training"]) == REFUSED
+    assert "['flights', 'weather']" in capsys.readouterr().err

@@ -102,17 +102,6 @@ def _as_naive_ns(stamps: pd.Series) -> pd.Series:
         return stamps
 
 
-def date_bound(value: Any, fmt: str | None) -> pd.Timestamp:
-    """A date written in a config (text in `fmt` when given, else any form pandas reads) as a
-    naive UTC timestamp; raises ValueError or TypeError when it does not read."""
-    stamp = (
-        pd.to_datetime(value, format=fmt)
-        if fmt is not None and isinstance(value, str)
-        else pd.Timestamp(value)
-    )
-    return utc_naive(stamp)
-
-
 def utc_naive(moment: Any) -> pd.Timestamp:
     """`moment` as a timestamp without time zone, in UTC (a naive one is taken as UTC)."""
     stamp = pd.Timestamp(moment)

@@ -58,7 +58,7 @@ def store_partition(landed_file: Path, paths: StatePaths) -> StoredPartition:
     frame.to_parquet(staging, index=False)
     os.replace(staging, target)
     dvc_hash = version_file(target, paths)
-    archive = paths.home / "archive" / partition
+    archive = paths.model_home / "archive" / partition
     archive.mkdir(parents=True, exist_ok=True)
     shutil.move(str(landed_file), archive / landed_file.name)
     return StoredPartition(partition, str(target), len(frame), dvc_hash, unchanged=dvc_hash == previous)

@@ -7,7 +7,7 @@ and versioning only ever see local files.
 - Objects under `source.location` (`file://`, `s3://`, `gs://`, ... or a local path; a
   connection can be named as `s3://conn_id@bucket/prefix`) are read through Airflow's
   ObjectStoragePath and copied into the landing directory, once each (a JSON ledger under
-  `paths.home` remembers what was fetched). The objects themselves are left in place.
+  `paths.model_home` remembers what was fetched). The objects themselves are left in place.
 - A SQL source runs its query per partition through an Airflow Connection and writes
   `<partition>.parquet` into the landing directory.
 
@@ -93,7 +93,7 @@ class ObjectVersion:
 
 def fetched_ledger_path(paths: StatePaths) -> Path:
     """The JSON ledger of objects already fetched: {object URL: ObjectVersion fields + landed name}."""
-    return paths.home / "fetched_objects.json"
+    return paths.model_home / "fetched_objects.json"
 
 
 def fetch_landed_objects(config: AirloopConfig, paths: StatePaths, now: float | None = None) -> list[Path]:

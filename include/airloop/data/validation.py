@@ -33,7 +33,8 @@ from airloop.config import (
     DatasetConfig,
     PartitionSpec,
 )
-from airloop.data.dates import date_bound, parse_dates, utc_naive
+from airloop.data.date_bounds import date_bound
+from airloop.data.dates import parse_dates, utc_naive
 from airloop.data.frames import read_table
 from airloop.paths import StatePaths, safe_key
 
@@ -297,7 +298,7 @@ def _checked_columns(dataset: DatasetConfig) -> list[str]:
 def _date_bound(value: Any, fmt: str | None, strict: bool = True) -> Any:
     """A configured date as `date_bound` reads it; one that does not read (strict=False) stays text."""
     try:
-        return date_bound(value, fmt)
+        return pd.Timestamp(date_bound(value, fmt))
     except (ValueError, TypeError):
         if strict:
             raise
@@ -628,15 +629,19 @@ def validate_partition(
     landed_file = Path(landed_file)
     quarantine_dir = paths.quarantine / safe_key(partition)
     _check_landed(landed_file, quarantine_dir, partition)
-    outcome = _validate_file(landed_file, config, paths, partition)
+    outcome = check_partition_file(landed_file, config, paths, partition)
     if outcome.success:
         return outcome
     _quarantine(landed_file, Path(outcome.result_path), quarantine_dir)
     raise PartitionRejected(_rejection_message(outcome, quarantine_dir), outcome)
 
 
-def _validate_file(path: Path, config: AirloopConfig, paths: StatePaths, partition: str) -> ValidationOutcome:
-    """Read and validate one file; a file that cannot even be read fails as `readable_file`."""
+def check_partition_file(
+    path: Path, config: AirloopConfig, paths: StatePaths, partition: str
+) -> ValidationOutcome:
+    """Every check the ingest task runs on one file (row growth against the partitions already
+    accepted, Data Docs, the result under a file-safe key), without quarantining it; a file
+    that cannot even be read fails as `readable_file`."""
     result_path = paths.report_dir("validation") / f"{safe_key(partition)}.json"
     try:
         frame = read_table(path)
@@ -744,7 +749,7 @@ def revalidate_quarantined(partition: str, config: AirloopConfig, paths: StatePa
     if not candidates:
         raise FileNotFoundError(f"no quarantined file for partition {partition!r} in {kept}")
     quarantined = candidates[-1]
-    outcome = _validate_file(quarantined, config, paths, partition)
+    outcome = check_partition_file(quarantined, config, paths, partition)
     if outcome.success:
         paths.landing.mkdir(parents=True, exist_ok=True)
         staging = paths.landing / f".{quarantined.name}.tmp"

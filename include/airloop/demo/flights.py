@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
+
+from airloop.demo.landing import land_frame
 
 
 @cache
@@ -22,11 +23,6 @@ def month_partition(month: int) -> str:
 
 
 def land_month(month: int, landing: Path) -> Path:
-    """Write one month as `<landing>/2013-MM.csv`, atomically (dot-name, then rename)."""
-    landing.mkdir(parents=True, exist_ok=True)
-    target = landing / f"{month_partition(month)}.csv"
-    staging = landing / f".{target.name}.tmp"
+    """Write one month as `<landing>/2013-MM.csv`."""
     table = flights()
-    table[table["month"] == month].to_csv(staging, index=False)
-    os.replace(staging, target)
-    return target
+    return land_frame(table[table["month"] == month], landing, month_partition(month))

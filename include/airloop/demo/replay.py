@@ -1,39 +1,74 @@
-"""Replay 2013 a month at a time through a running Airflow, and wait for the loop to settle.
+"""Replay 2013 a month at a time through a running Airflow, every demo model side by side,
+and wait for each model's loop to settle.
 
-The replay only drops files into the landing directory: Airflow's scheduler does the rest
-(ingest on the landed file, drift check and training on the assets it emits). A month is
-settled when its outcome is on record (validated or quarantined; drift checked; training
-decided, and retrained when drift was found) and no training or monitoring run is active.
+The replay only drops files into each model's landing directory: Airflow's scheduler does
+the rest (ingest on the landed file, drift check and training on the assets it emits). A
+model's month is settled when its outcome is on record (validated or quarantined; drift
+checked; training decided, and retrained when drift was found) and none of that model's
+training or monitoring runs is active.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from airloop.airflow_api import AirflowClient
 from airloop.config import AirloopConfig
-from airloop.demo.flights import land_month, month_partition
-from airloop.demo.summary import decision_records, drift_summary, month_rows, render_table
+from airloop.demo.summary import decision_records, drift_summary, month_rows, render_months
+from airloop.ops.airflow_api import AirflowClient
+from airloop.ops.stack import Stack
+from airloop.orchestration.naming import dag_id
 from airloop.paths import StatePaths
-from airloop.stack import Stack
 
-DAG_IDS = ("ingest_data", "continuous_training", "monitor_drift")
-FOLLOW_UP_DAGS = ("continuous_training", "monitor_drift")
+FOLLOW_UP_STAGES = ("continuous_training", "monitor_drift")
+WORK_STAGES = ("ingest_data", *FOLLOW_UP_STAGES)
+
+# A partition to land: its name, and what writes its file into a landing directory.
+Landing = tuple[str, Callable[[Path], object]]
 
 
-def _active_runs(client: AirflowClient) -> int:
+@dataclass(frozen=True)
+class ModelReplay:
+    """One model of the replay: its config and the file it came from (what the stack loads),
+    its state paths, and its partitions in order."""
+
+    config: AirloopConfig
+    config_file: Path
+    paths: StatePaths
+    landings: Sequence[Landing]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def dag_ids(self, stages: Sequence[str] = WORK_STAGES) -> list[str]:
+        return [dag_id(self.name, stage) for stage in stages]
+
+
+def demo_landings(name: str, months: Sequence[int]) -> list[Landing] | None:
+    """The demo's partitions for model `name`, or None when the demo has no data for it."""
+    from airloop.demo import flights, weather
+    from airloop.demo.flights import month_partition
+
+    lands = {"flights": flights.land_month, "weather": weather.land_month}.get(name)
+    return None if lands is None else [(month_partition(m), partial(lands, m)) for m in months]
+
+
+def _active_runs(client: AirflowClient, model: ModelReplay) -> int:
     total = 0
-    for dag_id in FOLLOW_UP_DAGS:
-        found = client.request("GET", f"dags/{dag_id}/dagRuns", params={"state": ["queued", "running"]})
+    for dag in model.dag_ids(FOLLOW_UP_STAGES):
+        found = client.request("GET", f"dags/{dag}/dagRuns", params={"state": ["queued", "running"]})
         total += int(found["total_entries"])
     return total
 
 
-def month_settled(client: AirflowClient, paths: StatePaths, partition: str) -> bool:
+def month_settled(client: AirflowClient, model: ModelReplay, partition: str) -> bool:
+    paths = model.paths
     if (paths.quarantine / partition).is_dir():
         return True
     if not Path(f"{paths.partitions / partition}.parquet.dvc").exists():
@@ -47,92 +82,90 @@ def month_settled(client: AirflowClient, paths: StatePaths, partition: str) -> b
     # performance drop, whichever the check found).
     if drift["drift_detected"] and not triggers & {"drift", "performance_drop"}:
         return False
-    return _active_runs(client) == 0
+    return _active_runs(client, model) == 0
 
 
-def wait_for_dags(client: AirflowClient, timeout: float = 180) -> None:
+def wait_for_dags(client: AirflowClient, dag_ids: Sequence[str], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = {d["dag_id"] for d in client.request("GET", "dags", params={"limit": 100})["dags"]}
-        if set(DAG_IDS) <= found:
+        found = {d["dag_id"] for d in client.request("GET", "dags", params={"limit": 1000})["dags"]}
+        if set(dag_ids) <= found:
             return
         time.sleep(2)
-    raise TimeoutError(f"DAGs {DAG_IDS} not parsed within {timeout:.0f} s: see the dag-processor log")
+    raise TimeoutError(f"DAGs {sorted(dag_ids)} not parsed within {timeout:.0f} s: see the dag-processor log")
 
 
-def task_durations(client: AirflowClient) -> dict[str, dict[str, float]]:
+def task_durations(client: AirflowClient, dag_ids: Sequence[str]) -> dict[str, dict[str, float]]:
     """Mean and total seconds per task across all runs, from Airflow's own records."""
     stats: dict[str, list[float]] = {}
-    for dag_id in DAG_IDS:
-        for run in client.dag_runs(dag_id):
-            for ti in client.task_instances(dag_id, run["dag_run_id"]):
+    for dag in dag_ids:
+        for run in client.dag_runs(dag):
+            for ti in client.task_instances(dag, run["dag_run_id"]):
                 # The sensor's duration is time spent waiting for the next file, not work.
                 if ti.get("duration") is not None and ti["task_id"] != "wait_for_landed_file":
-                    stats.setdefault(f"{dag_id}.{ti['task_id']}", []).append(float(ti["duration"]))
+                    stats.setdefault(f"{dag}.{ti['task_id']}", []).append(float(ti["duration"]))
     return {
         k: {"runs": len(v), "mean_s": sum(v) / len(v), "total_s": sum(v)} for k, v in sorted(stats.items())
     }
 
 
-# A partition to land: its name, and what writes its file into the landing directory.
-Landing = tuple[str, Callable[[Path], object]]
-
-
 def replay(
-    config: AirloopConfig,
+    models: Sequence[ModelReplay],
     paths: StatePaths,
-    months: list[int],
     keep_running: bool = False,
-    month_timeout: float = 600,
+    timeout: float = 600,
 ) -> int:
-    """Start the embedded stack, land each month of flights, wait for it to settle, print the summary."""
-    landings = [(month_partition(m), partial(land_month, m)) for m in months]
-    return replay_landings(paths, landings, keep_running, month_timeout)
-
-
-def replay_landings(
-    paths: StatePaths, landings: Sequence[Landing], keep_running: bool = False, timeout: float = 600
-) -> int:
-    """Start the embedded stack, land each partition, wait for it to settle, print the summary."""
-    stack = Stack(paths)
+    """Start the embedded stack on exactly these models, land their partitions side by side
+    (each model's n-th partition together), wait for each to settle, print each summary."""
+    stack = Stack(paths, configs=os.pathsep.join(str(m.config_file) for m in models))
     stack.start()
     try:
         client = stack.client()
-        wait_for_dags(client)
-        timings: dict[str, float] = {}
+        wait_for_dags(client, [d for m in models for d in m.dag_ids()])
+        timings: dict[str, dict[str, float]] = {m.name: {} for m in models}
         started = time.monotonic()
-        for partition, land in landings:
-            month_started = time.monotonic()
-            land(paths.landing)
-            print(f"landed {partition}; waiting for the loop ...", flush=True)
-            while not month_settled(client, paths, partition):
-                if time.monotonic() - month_started > timeout:
-                    raise TimeoutError(f"{partition} did not settle in {timeout:.0f} s")
+        for step in range(max(len(m.landings) for m in models)):
+            step_started = time.monotonic()
+            landed = [(m, *m.landings[step]) for m in models if step < len(m.landings)]
+            for model, partition, land in landed:
+                land(model.paths.landing)
+                print(f"{model.name}: landed {partition}", flush=True)
+            waiting = {(model.name, partition): model for model, partition, _ in landed}
+            while waiting:
+                for (name, partition), model in list(waiting.items()):
+                    if month_settled(client, model, partition):
+                        timings[name][partition] = round(time.monotonic() - step_started, 1)
+                        print(f"{name}: {partition} settled in {timings[name][partition]} s", flush=True)
+                        del waiting[(name, partition)]
+                if time.monotonic() - step_started > timeout:
+                    raise TimeoutError(f"{sorted(waiting)} did not settle in {timeout:.0f} s")
                 time.sleep(2)
-            timings[partition] = round(time.monotonic() - month_started, 1)
-            print(f"{partition} settled in {timings[partition]} s", flush=True)
         report = {
-            "months": timings,
+            "models": timings,
             "total_s": round(time.monotonic() - started, 1),
-            "tasks": task_durations(client),
+            "tasks": task_durations(client, [d for m in models for d in m.dag_ids()]),
         }
+        paths.reports.mkdir(parents=True, exist_ok=True)
         (paths.reports / "demo_timing.json").write_text(json.dumps(report, indent=2))
-        print()
-        print(render_table(month_rows(paths)))
+        for model in models:
+            print(f"\n{model.name} ({model.config.task}, {model.config.model.registered_name})")
+            print(render_months(month_rows(model.paths)))
+        partitions = sum(len(m.landings) for m in models)
         print(
-            f"\n{len(landings)} partitions in {report['total_s']} s "
+            f"\n{partitions} partitions of {len(models)} models in {report['total_s']} s "
             f"(timings: {paths.reports / 'demo_timing.json'})"
         )
-        _print_access(stack, paths, keep_running)
+        _print_access(stack, keep_running)
         return 0
     finally:
         if not keep_running:
             stack.stop()
 
 
-def _print_access(stack: Stack, paths: StatePaths, keep_running: bool) -> None:
+def _print_access(stack: Stack, keep_running: bool) -> None:
     about = stack.describe()
     state = "running" if keep_running else "stopped now; `make up` starts it again"
     print(f"\nAirflow UI: {about['airflow_ui']}  ({state})")
     print(f"  user: {about['user']}  password: {about['password']}")
+    print("  each model's DAGs: filter the DAG list by tag model:<name>; the airloop page lists the models")
     print("MLflow UI:  make mlflow-ui  (then open http://127.0.0.1:5000)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from airloop.console import render_table
 from airloop.paths import StatePaths
 
 COLUMNS = ("partition", "validation", "drift", "CT", "candidate", "champion", "promoted", "version", "bento")
@@ -75,8 +76,5 @@ def month_rows(paths: StatePaths) -> list[dict]:
     return [month_row(paths, partition) for partition in _partitions(paths)]
 
 
-def render_table(rows: list[dict]) -> str:
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in COLUMNS}
-    line = "  ".join(c.ljust(widths[c]) for c in COLUMNS)
-    body = ["  ".join(str(r[c]).ljust(widths[c]) for c in COLUMNS) for r in rows]
-    return "\n".join([line, "  ".join("-" * widths[c] for c in COLUMNS), *body])
+def render_months(rows: list[dict]) -> str:
+    return render_table(rows, COLUMNS)

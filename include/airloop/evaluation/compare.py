@@ -16,8 +16,8 @@ from airloop.evaluation.gate import Decision, compare_to_champion
 from airloop.evaluation.metrics import baseline_metrics, model_scores, score_all
 from airloop.evaluation.records import log_record, write_record
 from airloop.paths import StatePaths
-from airloop.registry import current_champion
-from airloop.tracking import tracking_client
+from airloop.registry.tracking import tracking_client
+from airloop.registry.versions import current_champion
 from airloop.training.dataset import TrainingWindow
 from airloop.training.train import TrainResult
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from airloop.config import AirloopConfig
 from airloop.paths import StatePaths
-from airloop.tracking import ensure_experiment, tracking_client
+from airloop.registry.tracking import ensure_experiment, tracking_client
 
 RUN_KEY_TAG = "airloop.run_key"
 

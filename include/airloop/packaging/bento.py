@@ -28,8 +28,8 @@ from typing import Any
 
 from airloop.config import AirloopConfig
 from airloop.paths import StatePaths
-from airloop.registry import DIGEST_TAG, artifact_digest
-from airloop.tracking import tracking_client
+from airloop.registry.tracking import tracking_client
+from airloop.registry.versions import DIGEST_TAG, artifact_digest
 
 log = logging.getLogger(__name__)
 

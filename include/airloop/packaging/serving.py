@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from airloop.ops.stack import free_port
 from airloop.paths import StatePaths
-from airloop.stack import free_port
 
 
 def post_json(url: str, body: Any, timeout: float = 30) -> Any:

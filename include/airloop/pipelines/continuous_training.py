@@ -16,11 +16,11 @@ from typing import Any
 from airloop.config import GPU_FAMILIES, AirloopConfig
 from airloop.data.ingest import validated_partitions
 from airloop.evaluation.records import log_record, write_record
-from airloop.locks import exclusive
-from airloop.model_card import write_model_card
 from airloop.paths import StatePaths, safe_key
-from airloop.registry import ChampionChanged, current_champion, promote_champion, register_candidate
-from airloop.tracking import config_hash, tracking_client
+from airloop.registry.locks import exclusive
+from airloop.registry.model_card import write_model_card
+from airloop.registry.tracking import config_hash, tracking_client
+from airloop.registry.versions import ChampionChanged, current_champion, promote_champion, register_candidate
 from airloop.training.dataset import TrainingWindow, assemble_training_set, require_columns
 from airloop.training.devices import resolve_device
 from airloop.training.docker_runner import container_name, wants_gpu

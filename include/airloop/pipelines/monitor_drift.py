@@ -15,8 +15,8 @@ from airloop.data.versioning import cached_file
 from airloop.evaluation.metrics import model_scores
 from airloop.monitoring.reference import REFERENCE_ARTIFACT, ReferenceProfile, reference_profile
 from airloop.paths import StatePaths, safe_key
-from airloop.registry import RegisteredModel, current_champion
-from airloop.tracking import tracking_client
+from airloop.registry.tracking import tracking_client
+from airloop.registry.versions import RegisteredModel, current_champion
 
 # What a check can signal; continuous training's policy decides which of them retrain.
 DATA_DRIFT, PREDICTION_DRIFT, PERFORMANCE_DROP = "data_drift", "prediction_drift", "performance_drop"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from airloop.config import AirloopConfig
-from airloop.locks import exclusive
 from airloop.paths import StatePaths
-from airloop.registry import PREVIOUS_CHAMPION, previous_champion, roll_back_champion
-from airloop.tracking import tracking_client
+from airloop.registry.locks import exclusive
+from airloop.registry.tracking import tracking_client
+from airloop.registry.versions import PREVIOUS_CHAMPION, previous_champion, roll_back_champion
 
 
 def roll_back(config: AirloopConfig, paths: StatePaths) -> dict:

@@ -15,7 +15,7 @@ from typing import Any
 from airloop.config import AirloopConfig, ModelConfig
 from airloop.evaluation.metrics import HIGHER_IS_BETTER
 from airloop.paths import StatePaths
-from airloop.tracking import tracking_client, use_tracking
+from airloop.registry.tracking import tracking_client, use_tracking
 from airloop.training.train import TrainResult
 
 SEARCH_TAG = "airloop.search"

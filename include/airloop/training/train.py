@@ -22,7 +22,7 @@ from airloop.data.frames import feature_frame
 from airloop.data.labels import CLASSES_METADATA, labelled_rows, labels, predicted_classes, training_classes
 from airloop.evaluation.metrics import model_scores, score_all
 from airloop.paths import StatePaths
-from airloop.tracking import config_hash, environment_tags, package_versions, use_tracking
+from airloop.registry.tracking import config_hash, environment_tags, package_versions, use_tracking
 from airloop.training.dataset import require_columns, split_validation
 from airloop.training.devices import Device, device_name, resolve_device
 from airloop.training.fitting import History, fit_with_validation

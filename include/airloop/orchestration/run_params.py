@@ -12,8 +12,13 @@ from typing import Any
 
 from airloop.config import AirloopConfig, with_overrides
 
-# {dag_id: {param: (config section, config key, Param keyword arguments)}}
+# {stage: {param: (config section, config key, Param keyword arguments)}}, for every stage
+# (`airloop.orchestration.naming.STAGES`), so a stage missing here is an error, not an
+# empty form.
 RUN_PARAMS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
+    "ingest_data": {},
+    "extract_sql": {},
+    "rollback_champion": {},
     "continuous_training": {
         "model_params": (
             "model",
@@ -67,22 +72,29 @@ RUN_PARAMS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
 }
 
 
-def param_specs(dag_id: str) -> dict[str, dict[str, Any]]:
-    """{param: Param keyword arguments} for a DAG's trigger form."""
-    return {name: dict(kwargs) for name, (_, _, kwargs) in RUN_PARAMS.get(dag_id, {}).items()}
+def _stage_params(stage: str) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    if stage not in RUN_PARAMS:
+        raise KeyError(f"no run params for stage {stage!r}; the stages: {sorted(RUN_PARAMS)}")
+    return RUN_PARAMS[stage]
 
 
-def run_overrides(dag_id: str, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def param_specs(stage: str) -> dict[str, dict[str, Any]]:
+    """{param: Param keyword arguments} for a stage's trigger form."""
+    return {name: dict(kwargs) for name, (_, _, kwargs) in _stage_params(stage).items()}
+
+
+def run_overrides(stage: str, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The config keys a run's params set ({section: {key: value}}); empty ones set nothing."""
     overrides: dict[str, dict[str, Any]] = {}
-    for name, (section, key, _) in RUN_PARAMS.get(dag_id, {}).items():
+    for name, (section, key, _) in _stage_params(stage).items():
         value = params.get(name)
         if value is not None and value != {}:
             overrides.setdefault(section, {})[key] = value
     return overrides
 
 
-def config_for_run(config: AirloopConfig, dag_id: str, params: Mapping[str, Any]) -> AirloopConfig:
+def config_for_run(config: AirloopConfig, stage: str, params: Mapping[str, Any]) -> AirloopConfig:
     """The config with the run's params laid over it; ConfigError names a bad one."""
-    overrides = run_overrides(dag_id, params)
-    return with_overrides(config, overrides, f"{dag_id} run params {overrides}") if overrides else config
+    overrides = run_overrides(stage, params)
+    where = f"{config.name} {stage} run params {overrides}"
+    return with_overrides(config, overrides, where) if overrides else config

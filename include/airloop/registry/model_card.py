@@ -16,7 +16,7 @@ from typing import Any
 from airloop.config import AirloopConfig
 from airloop.evaluation.records import decision_markdown
 from airloop.paths import StatePaths
-from airloop.tracking import tracking_client
+from airloop.registry.tracking import tracking_client
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"

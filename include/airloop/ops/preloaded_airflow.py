@@ -1,4 +1,4 @@
-"""`python -m airloop.preloaded_airflow <command>`: `airflow <command>`, with the pipeline's
+"""`python -m airloop.ops.preloaded_airflow <command>`: `airflow <command>`, with the pipeline's
 libraries imported first.
 
 Airflow starts every task as a fork of a long-lived process: the LocalExecutor's workers
@@ -45,15 +45,16 @@ LIBRARIES = (
     "airloop.packaging.bento",
     "airloop.packaging.skew",
 )
-# Imported only when the configured model family needs them (torch alone is ~300 MB).
+# Imported only when some model's family needs them (torch alone is ~300 MB).
 FAMILY_LIBRARIES = {"xgboost": ("xgboost",), "torch_mlp": ("torch", "airloop.training.torch_mlp")}
 
 
 def libraries() -> tuple[str, ...]:
-    """LIBRARIES, plus those of the configured model family (`$AIRLOOP_CONFIG`)."""
-    from airloop.config import load_config
+    """LIBRARIES, plus those of the deployment's models' families (`airloop.deployment`)."""
+    from airloop.deployment import load_deployment
 
-    return LIBRARIES + FAMILY_LIBRARIES.get(load_config().model.family, ())
+    families = sorted({config.model.family for config in load_deployment().models.values()})
+    return LIBRARIES + tuple(name for family in families for name in FAMILY_LIBRARIES.get(family, ()))
 
 
 def preload(names: tuple[str, ...]) -> dict[str, float]:

@@ -31,7 +31,8 @@ from typing import Literal
 
 import requests
 
-from airloop.airflow_api import AirflowClient
+from airloop.deployment import CONFIGS_ENV, OVERLAYS_ENV, load_deployment, overlay_files
+from airloop.ops.airflow_api import AirflowClient
 from airloop.paths import PROJECT_ROOT, StatePaths
 
 # Each Airflow component and its command. Log serving is skipped: on one machine the
@@ -82,11 +83,13 @@ class Stack:
     `airloop trigger` later find the same one."""
 
     def __init__(
-        self, paths: StatePaths, config_path: str | None = None, topology: Topology | None = None
+        self, paths: StatePaths, configs: str | None = None, topology: Topology | None = None
     ) -> None:
+        """`configs`: the model configs this stack runs, as `$AIRLOOP_CONFIGS` names them
+        (default: that variable, else every configs/*.yaml)."""
         self.paths = paths
         self.home = paths.airflow_home
-        self.config_path = config_path or os.environ.get("AIRLOOP_CONFIG")
+        self.configs = configs or os.environ.get(CONFIGS_ENV)
         self.settings_file = self.home / "airloop-stack.json"
         self._wanted = topology
 
@@ -147,7 +150,7 @@ class Stack:
         airflow = [str(bin_dir / "airflow")]
         # Task processes are forked from the process that runs the executor's workers: there,
         # the pipeline's libraries are imported once instead of in every task.
-        preloaded = [sys.executable, "-m", "airloop.preloaded_airflow"]
+        preloaded = [sys.executable, "-m", "airloop.ops.preloaded_airflow"]
         for component, args in AIRFLOW_COMPONENTS.items():
             forks_tasks = component == "scheduler" and not topology.celery
             commands[component] = [*(preloaded if forks_tasks else airflow), *args]
@@ -203,8 +206,13 @@ class Stack:
             # Task states go back through the metadata database (Celery's `db+` backend).
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{database}"
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(PARALLELISM)
-        if self.config_path:
-            env["AIRLOOP_CONFIG"] = str(Path(self.config_path).resolve())
+        if self.configs:
+            env[CONFIGS_ENV] = os.pathsep.join(
+                str(Path(part).resolve()) for part in self.configs.split(os.pathsep) if part
+            )
+        overlays = overlay_files()
+        if overlays:
+            env[OVERLAYS_ENV] = os.pathsep.join(str(p) for p in overlays)
         return env
 
     def airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -221,13 +229,18 @@ class Stack:
             )
         return done
 
+    def models(self) -> list[str]:
+        """The models this stack runs (those whose configs load)."""
+        return load_deployment(self.configs).names()
+
     def initialise(self) -> None:
-        """Create the metadata database and airloop's pools (idempotent)."""
-        from airloop.pools import POOLS
+        """Create the metadata database and every model's pools (idempotent)."""
+        from airloop.orchestration.pools import pools_json
 
         self.airflow("db", "migrate")
-        for name, description in POOLS.items():
-            self.airflow("pools", "set", name, "1", description)
+        pools = self.home / "pools.json"
+        pools.write_text(pools_json(self.models()))
+        self.airflow("pools", "import", str(pools))
 
     def start(self, timeout: float = 180) -> None:
         self.initialise()

@@ -2,10 +2,10 @@
 included) or email.
 
 Four events: a data partition blocked (quarantined), drift detected, a champion promoted,
-a task failed. The DAGs send them through an Airflow notifier (`airloop_wiring.Notify`)
+a task failed. The DAGs send them through an Airflow notifier (`airloop.orchestration.notifier.Notify`)
 to the Airflow connection `airloop_notify`; without that connection nothing is sent. A
 webhook gets JSON: `text` (one line a person reads; the field Slack shows) and the
-event's facts (`event`, `dag_id`, `run_id`, `task_id`, `details`) for a machine. An
+event's facts (`event`, `model`, `dag_id`, `run_id`, `task_id`, `details`) for a machine. An
 `smtp` connection gets an email: `text` as its subject, the facts as its body.
 """
 
@@ -34,17 +34,25 @@ _HEADLINES = {
 
 
 def notification(
-    event: str, dag_id: str, run_id: str, task_id: str, details: dict[str, Any] | None = None
+    event: str,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    details: dict[str, Any] | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body for one event; raises ValueError for an event that is not one of EVENTS."""
     if event not in EVENTS:
         raise ValueError(f"unknown notification event {event!r}; one of {sorted(EVENTS)}")
     details = details or {}
     facts = [f"{key}: {details[key]}" for key in _HEADLINES[event] if details.get(key) not in (None, "", [])]
-    text = f"airloop: {EVENTS[event]} ({dag_id} / {task_id}, run {run_id})"
+    about = f" for model {model}" if model else ""
+    text = f"airloop: {EVENTS[event]}{about} ({dag_id} / {task_id}, run {run_id})"
     if facts:
         text += " - " + "; ".join(str(fact) for fact in facts)
-    facts_for_machines = {"event": event, "dag_id": dag_id, "run_id": run_id, "task_id": task_id}
+    facts_for_machines = {
+        "event": event, "model": model, "dag_id": dag_id, "run_id": run_id, "task_id": task_id,
+    }  # fmt: skip
     return {"text": text, **facts_for_machines, "details": details}
 
 

@@ -3,22 +3,32 @@
 A task publishes references to what it produced (an MLflow run id, a registered version,
 a report file) under the XCom key `LINKS_XCOM`; the airloop plugin turns them into
 buttons on that task instance, in the API server, when the UI asks for its extra links.
-Files are references relative to `$AIRLOOP_HOME/reports`, served by the plugin under
-`REPORTS_ROUTE` to signed-in users.
+Files are references relative to `$AIRLOOP_HOME` inside a reports folder (each model's,
+`models/<name>/reports/...`), served by the plugin under `REPORTS_ROUTE` to signed-in users.
 
 Standard library only: the plugin imports this in every Airflow component.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
+
+from airloop.paths import report_roots
 
 LINKS_XCOM = "airloop_links"
 # Where the plugin's FastAPI app is mounted, and its route for report files.
 PLUGIN_PREFIX = "/airloop"
 REPORTS_ROUTE = f"{PLUGIN_PREFIX}/reports"
+# The plugin's page of the deployment's models (an external view in the Airflow UI).
+MODELS_ROUTE = f"{PLUGIN_PREFIX}/models"
+
+# The MLflow UI's address as a browser reaches it, which is not always the tracking URI the
+# workers use (``http://mlflow:5000`` inside docker-compose).
+MLFLOW_UI_URL_ENV = "AIRLOOP_MLFLOW_UI_URL"
+DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
 
 # Button name → the kind of reference a task publishes for it.
 BUTTONS = {
@@ -32,11 +42,25 @@ BUTTONS = {
 FILE_KINDS = ("model_card", "decision", "drift_report", "data_docs")
 
 
-def link_references(reports: Path, **produced: str | Path | None) -> dict[str, str]:
-    """What a task publishes: {kind: reference}, files made relative to `reports`.
+def mlflow_ui_base_url() -> str:
+    """The MLflow UI's base URL from ``$AIRLOOP_MLFLOW_UI_URL`` (unset or blank: the default)."""
+    url = os.environ.get(MLFLOW_UI_URL_ENV, "").strip() or DEFAULT_MLFLOW_UI_URL
+    return url.rstrip("/")
+
+
+def report_file(home: Path, relative: str) -> Path | None:
+    """The report file `relative` (to `home`) names, or None unless it is a file inside one
+    of the deployment's reports folders."""
+    path = (home / relative).resolve()
+    inside = any(path.is_relative_to(root.resolve()) for root in report_roots(home))
+    return path if inside and path.is_file() else None
+
+
+def link_references(home: Path, **produced: str | Path | None) -> dict[str, str]:
+    """What a task publishes: {kind: reference}, files made relative to the state `home`.
 
     `produced` maps kinds (the values of BUTTONS) to a run id, "name/version", or a file's
-    path; None (nothing produced) and files outside `reports` publish nothing.
+    path; None (nothing produced) and files outside the reports folders publish nothing.
     """
     unknown = set(produced) - set(BUTTONS.values())
     if unknown:
@@ -47,9 +71,9 @@ def link_references(reports: Path, **produced: str | Path | None) -> dict[str, s
             continue
         if kind in FILE_KINDS:
             path = Path(value).resolve()
-            if not path.is_relative_to(reports.resolve()):
+            if not any(path.is_relative_to(root.resolve()) for root in report_roots(home)):
                 continue
-            value = path.relative_to(reports.resolve()).as_posix()
+            value = path.relative_to(home.resolve()).as_posix()
         references[kind] = str(value)
     return references
 

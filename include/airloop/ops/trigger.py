@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import requests
 
-from airloop.airflow_api import AirflowApiError, AirflowClient
+from airloop.ops.airflow_api import AirflowApiError, AirflowClient
 from airloop.paths import StatePaths
 
 # The exit status of `airloop trigger`, by outcome.
@@ -70,7 +70,7 @@ def client_from_env(paths: StatePaths, env: Mapping[str, str] = os.environ) -> A
                 "AIRLOOP_AIRFLOW_URL is set: set AIRLOOP_AIRFLOW_USERNAME and AIRLOOP_AIRFLOW_PASSWORD",
             )
         return AirflowClient(url.rstrip("/"), user, password)
-    from airloop.stack import Stack
+    from airloop.ops.stack import Stack
 
     stack = Stack(paths)
     if not stack.settings_file.exists():

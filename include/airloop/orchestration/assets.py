@@ -1,0 +1,41 @@
+"""A model's Assets: what its DAGs signal to each other, under the model's own URIs.
+
+`airloop://<model>/validated_data` and friends: one model's events never schedule another
+model's runs, because no other model's DAG is scheduled on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow.sdk import Asset
+
+# What an event on each trigger asset means to continuous training.
+TRIGGER_OF_KIND = {"validated_data": "new_data", "drift_detected": "drift"}
+
+
+def model_asset(model: str, kind: str) -> Asset:
+    return Asset(name=f"{model}.{kind}", uri=f"airloop://{model}/{kind}", group="airloop")
+
+
+def asset_kind(asset_name: str) -> str:
+    """`validated_data` of `flights.validated_data`."""
+    return asset_name.rpartition(".")[2]
+
+
+@dataclass(frozen=True)
+class ModelAssets:
+    validated_data: Asset
+    drift_detected: Asset
+    champion_model: Asset
+
+    @classmethod
+    def of(cls, model: str) -> ModelAssets:
+        return cls(
+            *(model_asset(model, kind) for kind in ("validated_data", "drift_detected", "champion_model"))
+        )
+
+    @property
+    def triggers(self) -> tuple[Asset, Asset]:
+        """The assets whose events continuous training answers."""
+        return (self.validated_data, self.drift_detected)

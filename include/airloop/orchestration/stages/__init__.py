@@ -1,0 +1,1 @@
+"""One module per stage: `build(model)` wires that stage's DAG for one model."""

@@ -1,0 +1,41 @@
+"""Roll back: `champion` returns to `previous_champion`, whose bento is rebuilt if missing.
+
+Manual only (UI or REST). The version rolled back from becomes `previous_champion`, so a
+mistaken rollback is undone by triggering this DAG again. Same effect as
+`airloop --model <name> rollback`. Only this model's registry aliases move.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, dag, task
+
+from airloop.orchestration.wiring import START_DATE, ModelWiring
+
+
+def build(model: ModelWiring) -> DAG:
+    config, paths, champion_model = model.config, model.paths, model.assets.champion_model
+
+    @dag(
+        dag_id=model.dag_id("rollback_champion"),
+        schedule=None,
+        start_date=START_DATE,
+        max_active_runs=1,
+        catchup=False,
+        tags=model.tags("registry"),
+        default_args=model.default_args(),
+        doc_md=__doc__,
+    )
+    def rollback_champion():
+        @task(outlets=[champion_model], pool=model.promotion_pool)
+        def roll_back(**context) -> dict:
+            from airloop.pipelines.rollback_champion import roll_back
+
+            outcome = roll_back(config, paths)
+            print(f"champion is v{outcome['version']} again (rolled back from v{outcome['rolled_back']})")
+            context["outlet_events"][champion_model].extra = outcome
+            model.show_links(context, model_version=f"{config.model.registered_name}/{outcome['version']}")
+            return outcome
+
+        roll_back()
+
+    return rollback_champion()

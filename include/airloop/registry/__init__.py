@@ -1,0 +1,1 @@
+"""The MLflow side: tracking, the registry's versions and aliases, model cards, promotion locks."""
