@@ -63,8 +63,11 @@ COPY --chown=airflow:0 configs/ /opt/airflow/configs/
 RUN mkdir -p /opt/airflow/state /opt/airflow/mlartifacts
 
 ARG AIRLOOP_GIT_COMMIT
+# airloop is a wheel here, not a checkout: AIRLOOP_PROJECT_ROOT says where its dags/,
+# plugins/ and configs/ are. Every configs/*.yaml is a model (configs/overlays/ holds no
+# models); docker-compose.yaml names them and the overlays explicitly as well.
 ENV AIRLOOP_HOME=/opt/airflow/state \
-    AIRLOOP_CONFIG=/opt/airflow/configs/flights.yaml \
+    AIRLOOP_PROJECT_ROOT=/opt/airflow \
     AIRLOOP_GIT_COMMIT=${AIRLOOP_GIT_COMMIT}
 
 # ---------------------------------------------------------------------------------------------
@@ -100,8 +103,10 @@ USER 50000:0
 WORKDIR /opt/airloop
 
 ARG AIRLOOP_GIT_COMMIT
+# `airloop train` takes its model's config from the request file, so no model is named here;
+# configs/ is what `airloop devices` reads (AIRLOOP_PROJECT_ROOT: the wheel knows no checkout).
 ENV AIRLOOP_HOME=/opt/airloop/state \
-    AIRLOOP_CONFIG=/opt/airloop/configs/flights.yaml \
+    AIRLOOP_PROJECT_ROOT=/opt/airloop \
     AIRLOOP_GIT_COMMIT=${AIRLOOP_GIT_COMMIT}
 
 # No ENTRYPOINT: the DockerOperator's command is the whole `airloop train --request ...`

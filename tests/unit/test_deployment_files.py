@@ -7,9 +7,12 @@ file is also validated by it (`docker compose config -q`, which needs no engine)
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,11 @@ AIRFLOW_SERVICES = (
     "airflow-worker",
 )
 SERVICES = ("postgres", "redis", "mlflow", "airloop-serving", *AIRFLOW_SERVICES)
+# The services that run airloop against the deployment's models.
+MODEL_SERVICES = (*AIRFLOW_SERVICES, "airloop-serving")
+# Where the models and the overlay are in the airflow image (configs/ is copied there).
+IMAGE_CONFIGS = "/opt/airflow/configs"
+IMAGE_OVERLAYS = "/opt/airflow/configs/overlays/production.yaml"
 
 # Variables from .env that hold secrets, and the settings that must take them from there.
 SECRET_VARIABLES = frozenset(
@@ -179,6 +187,55 @@ def _stage(stages: dict[str, dict[str, Any]], name: str, keyword: str) -> list[s
     return [args for kw, args in stages[name]["instructions"] if kw == keyword]
 
 
+def _stage_env(stage: str) -> dict[str, str]:
+    """The stage's ENV variables (`ENV K=V K2=V2 ...`), later ones winning."""
+    env: dict[str, str] = {}
+    for args in _stage(_dockerfile_stages(), stage, "ENV"):
+        for item in shlex.split(args):
+            name, sep, value = item.partition("=")
+            assert sep, f"{stage}: ENV {args!r}: use the NAME=value form"
+            env[name] = value
+    return env
+
+
+def _copies(stage: str) -> dict[str, str]:
+    """{path in the image: source in the repository} of the stage's COPYs from the context."""
+    copies = {}
+    for args in _stage(_dockerfile_stages(), stage, "COPY"):
+        parts = [part for part in args.split() if not part.startswith("--")]
+        if "--from=" in args or len(parts) != 2:
+            continue
+        copies[parts[1].rstrip("/")] = parts[0].rstrip("/")
+    return copies
+
+
+def _in_repository(stage: str, image_path: str) -> Path:
+    """The repository path that `image_path` of the stage's image was copied from."""
+    for destination, source in _copies(stage).items():
+        if image_path == destination or image_path.startswith(destination + "/"):
+            return ROOT / source / image_path[len(destination) :].lstrip("/")
+    raise AssertionError(f"{stage}: nothing is copied to {image_path}")
+
+
+def _image_root(stage: str, tmp: Path) -> Path:
+    """The stage's image as a folder: every COPY from the context linked in at its path."""
+    for destination, source in _copies(stage).items():
+        link = tmp / destination.lstrip("/")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(ROOT / source)
+    return tmp
+
+
+def _image_deployment():
+    """The models the Airflow services load: compose's AIRLOOP_CONFIGS and AIRLOOP_OVERLAYS,
+    read from what the image was copied from."""
+    from airloop.deployment import load_deployment
+
+    return load_deployment(
+        str(_in_repository("airflow", IMAGE_CONFIGS)), str(_in_repository("airflow", IMAGE_OVERLAYS))
+    )
+
+
 def _pinned(package: str) -> str:
     for line in REQUIREMENTS.read_text().splitlines():
         match = re.fullmatch(rf"{re.escape(package)}==(\S+)", line.split("#")[0].strip())
@@ -235,33 +292,81 @@ def test_the_worker_preloads_and_the_serving_container_follows_the_champion(
     from airloop.cli import build_parser
 
     worker = services["airflow-worker"]["command"]
-    assert worker[:3] == ["python", "-m", "airloop.preloaded_airflow"]
+    assert worker[:3] == ["python", "-m", "airloop.ops.preloaded_airflow"]
     serving = services["airloop-serving"]
     assert serving["command"][:3] == ["python", "-m", "airloop.cli"]
     args = build_parser().parse_args(serving["command"][3:])
     assert (args.func.__name__, args.host, args.port) == ("cmd_serve", "0.0.0.0", 3000)
-    assert serving["ports"] == ["3000:3000"] and "3000/readyz" in " ".join(serving["healthcheck"]["test"])
+    assert args.model is None and args.config is None, "the serving container serves every model"
     env = _environment(serving)
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000" and env["AIRLOOP_HOME"] == "/opt/airflow/state"
     assert "airloop-state:/opt/airflow/state" in serving["volumes"]
 
 
+def test_the_serving_container_publishes_one_port_per_model(services: dict[str, dict[str, Any]]) -> None:
+    from airloop.cli import build_parser
+    from airloop.packaging.champion_server import serving_ports
+
+    serving = services["airloop-serving"]
+    args = build_parser().parse_args(serving["command"][3:])
+    deployment = _image_deployment()
+    ports = serving_ports([deployment.models[name] for name in deployment.names()], args.port)
+    assert ports == {"flights": 3000, "weather": 3001}
+    assert serving["ports"] == [f"{port}:{port}" for port in ports.values()], (
+        f"airloop-serving must publish one port per model {ports}, got {serving['ports']}"
+    )
+    health = " ".join(serving["healthcheck"]["test"])
+    assert "/readyz" in health
+    for port in ports.values():
+        assert re.search(rf"\b{port}\b", health), f"the healthcheck does not ask port {port}"
+    # The compose file says how the next model is served.
+    comments = " ".join(line.strip("# ") for line in COMPOSE_FILE.read_text().splitlines())
+    assert "each further model takes the next port" in comments, "document the port of a new model"
+
+
 def test_airloop_environment(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
-    for name in AIRFLOW_SERVICES:
+    for name in MODEL_SERVICES:
         env = _environment(services[name])
         assert env["AIRLOOP_HOME"] == "/opt/airflow/state", name
-        overlays = "/opt/airflow/configs/flights.yaml:/opt/airflow/configs/production.yaml"
-        assert env["AIRLOOP_CONFIG"] == overlays, name
+        assert env["AIRLOOP_CONFIGS"] == IMAGE_CONFIGS, name
+        assert env["AIRLOOP_OVERLAYS"] == IMAGE_OVERLAYS, name
+        assert "AIRLOOP_CONFIG" not in env, (
+            f"{name}: AIRLOOP_CONFIG is gone (AIRLOOP_CONFIGS, AIRLOOP_OVERLAYS)"
+        )
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
-    from airloop.config import load_config
-
-    production = load_config(f"{ROOT / 'configs' / 'flights.yaml'}:{ROOT / 'configs' / 'production.yaml'}")
-    assert production.training.runner == "docker"
-    assert production.training.docker.network_mode == compose["networks"]["default"]["name"]
+    # What those name in the image: every model config, none broken, overlays not models.
+    assert _in_repository("airflow", IMAGE_CONFIGS).is_dir()
+    assert _in_repository("airflow", IMAGE_OVERLAYS).is_file()
+    deployment = _image_deployment()
+    assert deployment.names() == ["flights", "weather"] and not deployment.broken, deployment.broken
+    for model in deployment.models.values():
+        assert model.training.runner == "docker", model.name
+        assert model.training.docker.network_mode == compose["networks"]["default"]["name"], model.name
+    env = _environment(services["airflow-worker"])
     assert env["AIRLOOP_STATE_VOLUME"] == compose["volumes"]["airloop-state"]["name"]
     worker = services["airflow-worker"]
     assert "/var/run/docker.sock:/var/run/docker.sock" in worker["volumes"]
     assert "airloop-state:/opt/airflow/state" in worker["volumes"]
+
+
+def test_airflow_init_imports_every_models_pools(services: dict[str, dict[str, Any]]) -> None:
+    from airloop.cli import build_parser
+    from airloop.orchestration.pools import pools_json
+
+    script = "\n".join(services["airflow-init"]["command"])
+    match = re.search(
+        r"airloop (?P<args>[^>&']*?)\s*> (?P<file>\S+) && airflow pools import (?P=file)", script
+    )
+    assert match, "airflow-init does not import what `airloop pools` prints"
+    args = build_parser().parse_args(shlex.split(match["args"]))
+    assert args.func.__name__ == "cmd_pools" and args.model is None and args.config is None
+    pools = json.loads(pools_json(_image_deployment().names()))
+    assert sorted(pools) == [
+        "airloop_dvc__flights",
+        "airloop_dvc__weather",
+        "airloop_promotion__flights",
+        "airloop_promotion__weather",
+    ]
 
 
 def test_secrets_are_required_references(services: dict[str, dict[str, Any]]) -> None:
@@ -390,10 +495,8 @@ def test_dockerfile_has_airflow_and_trainer_targets() -> None:
 def test_compose_builds_the_trainer_image(services: dict[str, dict[str, Any]]) -> None:
     trainer = services["airloop-trainer"]
     assert trainer["build"] == {"context": ".", "target": "trainer"}
-    from airloop.config import load_config
-
-    production = load_config(f"{ROOT / 'configs' / 'flights.yaml'}:{ROOT / 'configs' / 'production.yaml'}")
-    assert trainer["image"] == production.training.docker.image
+    for model in _image_deployment().models.values():
+        assert trainer["image"] == model.training.docker.image, model.name
 
 
 def test_airflow_base_image_matches_the_pinned_airflow() -> None:
@@ -427,9 +530,76 @@ def test_airflow_stage_copies_dags_plugins_configs() -> None:
     copies = _stage(stages, "airflow", "COPY")
     for folder in ("dags", "plugins", "configs"):
         assert any(f" {folder}/ /opt/airflow/{folder}/" in f" {args}" for args in copies), folder
-    env = " ".join(_stage(stages, "airflow", "ENV"))
-    assert "AIRLOOP_HOME=/opt/airflow/state" in env
-    assert "AIRLOOP_CONFIG=/opt/airflow/configs/flights.yaml" in env
+
+
+@pytest.mark.parametrize("stage", ["airflow", "trainer"])
+def test_the_wheel_install_finds_the_projects_folders(stage: str) -> None:
+    """A wheel knows no checkout: the image says where configs/ (and dags/, plugins/) are."""
+    env = _stage_env(stage)
+    assert "AIRLOOP_CONFIG" not in env, f"{stage}: AIRLOOP_CONFIG is gone (AIRLOOP_CONFIGS, AIRLOOP_OVERLAYS)"
+    home = {"airflow": "/opt/airflow/state", "trainer": "/opt/airloop/state"}[stage]
+    assert env["AIRLOOP_HOME"] == home
+    assert "AIRLOOP_PROJECT_ROOT" in env or "AIRLOOP_CONFIGS" in env, (
+        f"{stage}: set AIRLOOP_PROJECT_ROOT (or AIRLOOP_CONFIGS) to where configs/ is copied"
+    )
+    folders = ("dags", "plugins", "configs") if stage == "airflow" else ("configs",)
+    if "AIRLOOP_PROJECT_ROOT" in env:
+        for folder in folders:
+            path = f"{env['AIRLOOP_PROJECT_ROOT'].rstrip('/')}/{folder}"
+            assert _in_repository(stage, path) == ROOT / folder, f"{stage}: {path} is not {folder}/"
+    for spec in filter(None, env.get("AIRLOOP_CONFIGS", "").split(":")):
+        assert _in_repository(stage, spec).exists(), (
+            f"{stage}: AIRLOOP_CONFIGS names {spec}, not in the image"
+        )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param("train", id="train"),  # what the DockerOperator runs, one container per trial
+        pytest.param("cmd", id="CMD"),
+        pytest.param("compose", id="compose-command"),
+    ],
+)
+def test_the_trainer_runs_its_commands_without_naming_a_model(
+    command: str, services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The trainer image holds every model's config, and what it runs names none: `airloop
+    train` reads its config from the request, `airloop devices` must work as it is."""
+    from airloop.training.runners import train_command
+
+    argv = {
+        "train": train_command(Path("/tmp/request.json"), Path("/tmp/result.json")),
+        "cmd": json.loads(_stage(_dockerfile_stages(), "trainer", "CMD")[-1]),
+        "compose": services["airloop-trainer"]["command"],
+    }[command]
+    assert argv[0] == "airloop"
+    root = _image_root("trainer", tmp_path / "image")
+    env = {
+        name: str(root / value.lstrip("/")) if value.startswith("/") else value
+        for name, value in _stage_env("trainer").items()
+    }
+    workdir = root / _stage(_dockerfile_stages(), "trainer", "WORKDIR")[-1].lstrip("/")
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = (
+        "import json, sys\n"
+        "import airloop.cli as cli\n"
+        "ran = []\n"
+        "cli.cmd_train = cli.cmd_devices = lambda args, *_: ran.append(args.command) or 0\n"
+        "code = cli.main(sys.argv[1:])\n"
+        "print(json.dumps([code, ran]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv[1:]],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    code, ran = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (code, ran) == (0, [argv[1]]), f"`{' '.join(argv)}` in the trainer image: {done.stderr.strip()}"
 
 
 def test_copied_sources_exist_and_are_not_dockerignored() -> None:
