@@ -494,48 +494,72 @@ def test_the_request_timeout_answers_504_and_cancels_its_timer_once_answered(reg
     assert timers and timers[0].cancelled()
 
 
-def test_airloop_serve_serves_the_champion_and_follows_it_when_it_moves(
+def test_airloop_serve_serves_every_champion_on_its_port_and_follows_each_when_it_moves(
     registered: Registered, tmp_path: Path
 ) -> None:
-    """What the serving container runs: `airloop serve` on a port, the alias moved under it."""
+    """What the serving container runs: `airloop serve` for two models, on consecutive ports;
+    one model's alias moves, and only its server follows."""
     import os
     import signal
     import subprocess
 
+    import yaml
+
     from airloop.ops.stack import free_port
     from airloop.registry.tracking import tracking_client
     from airloop.registry.versions import CHAMPION
+    from tests.conftest import FLIGHTS_CONFIG
 
     reg, (first, second) = registered, registered.versions
     client, name = tracking_client(reg.paths), reg.config.model.registered_name
+    # A second model of the same deployment ("flights2" sorts after "flights": the next port).
+    raw = yaml.safe_load(FLIGHTS_CONFIG.read_text())
+    raw["name"], raw["model"]["registered_name"] = "flights2", "flights2-model"
+    other_config = tmp_path / "flights2.yaml"
+    other_config.write_text(yaml.safe_dump(raw))
+    other = parse_config(raw)
+    from xgboost import XGBClassifier
+
+    x, y = feature_frame(reg.train, other), labels(reg.train, other)
+    with _tracking(reg.paths.tracking_uri()):
+        fitted = _pipeline(other, XGBClassifier(n_estimators=5)).fit(x, y)
+        other_version = register_pipeline(other, fitted, x, reg.experiment)
     client.set_registered_model_alias(name, CHAMPION, first)
+    client.set_registered_model_alias("flights2-model", CHAMPION, other_version)
     port = free_port()
     command = [str(Path(sys.executable).parent / "airloop"), "serve", "--port", str(port), "--poll", "1"]
-    env = {**os.environ, "AIRLOOP_HOME": str(reg.paths.home), "BENTOML_HOME": str(reg.paths.bentoml_home)}
+    env = {
+        **os.environ,
+        "AIRLOOP_HOME": str(reg.paths.home),
+        "BENTOML_HOME": str(reg.paths.bentoml_home),
+        "AIRLOOP_CONFIGS": os.pathsep.join([str(FLIGHTS_CONFIG), str(other_config)]),
+    }
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     record = json.loads(reg.eval_frame.head(1).to_json(orient="records"))[0]
 
-    def served_version() -> str | None:
+    def served(at: int) -> tuple[str, str] | None:
         try:
-            answer = post_json(f"http://127.0.0.1:{port}/predict_one", {"record": record}, 5)
-            return str(answer["model_version"])
+            answer = post_json(f"http://127.0.0.1:{at}/predict_one", {"record": record}, 5)
+            return str(answer["model_name"]), str(answer["model_version"])
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
 
-    def wait_for(version: str, timeout: float = 180) -> None:
+    def wait_for(at: int, expected: tuple[str, str], timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
-        while served_version() != version:
+        while served(at) != expected:
             output = (tmp_path / "serve.log").read_text()[-3000:]
-            assert server.poll() is None and time.monotonic() < deadline, f"v{version} not served:\n{output}"
+            assert server.poll() is None and time.monotonic() < deadline, f"{expected} not at {at}:\n{output}"
             time.sleep(1)
 
     try:
-        wait_for(first)
-        client.set_registered_model_alias(name, CHAMPION, second)  # a promotion
-        wait_for(second)
+        wait_for(port, (name, first))
+        wait_for(port + 1, ("flights2-model", other_version))
+        client.set_registered_model_alias(name, CHAMPION, second)  # flights' promotion
+        wait_for(port, (name, second))
+        assert served(port + 1) == ("flights2-model", other_version)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         assert server.wait(timeout=60) == 0
         log.close()
-    assert served_version() is None  # the bento server went with it
+    assert served(port) is None and served(port + 1) is None  # the bento servers went with it
