@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -263,10 +264,16 @@ def extract_partition(source: SqlSource, partition: str, uri: str, landing: Path
     if not partition or partition.startswith(".") or Path(partition).name != partition:
         raise ValueError(f"partition {partition!r} cannot name a landed file")
     frame = canonical_order(_query(source.query, partition, uri))
+    return land_file(landing, f"{partition}.parquet", lambda staging: frame.to_parquet(staging, index=False))
+
+
+def land_file(landing: Path, name: str, write: Callable[[Path], object]) -> Path:
+    """`write` a file into `landing` as `name`, atomically: under a dot-name (which the
+    landing glob never matches), then renamed, so no reader sees it half-written."""
     landing.mkdir(parents=True, exist_ok=True)
-    target = landing / f"{partition}.parquet"
-    staging = landing / f".{target.name}.tmp"
-    frame.to_parquet(staging, index=False)
+    target = landing / name
+    staging = landing / f".{name}.tmp"
+    write(staging)
     os.replace(staging, target)
     return target
 

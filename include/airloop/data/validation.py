@@ -36,6 +36,7 @@ from airloop.config import (
 from airloop.data.date_bounds import date_bound
 from airloop.data.dates import parse_dates, utc_naive
 from airloop.data.frames import read_table
+from airloop.data.sources import land_file
 from airloop.paths import StatePaths, safe_key
 
 # GX would report usage over the network unless told not to; it must be set before the import.
@@ -751,10 +752,7 @@ def revalidate_quarantined(partition: str, config: AirloopConfig, paths: StatePa
     quarantined = candidates[-1]
     outcome = check_partition_file(quarantined, config, paths, partition)
     if outcome.success:
-        paths.landing.mkdir(parents=True, exist_ok=True)
-        staging = paths.landing / f".{quarantined.name}.tmp"
-        shutil.copy2(quarantined, staging)
-        os.replace(staging, paths.landing / quarantined.name)
+        land_file(paths.landing, quarantined.name, lambda staging: shutil.copy2(quarantined, staging))
         released = paths.quarantine / "_released" / f"{safe_key(partition)}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
         released.parent.mkdir(parents=True, exist_ok=True)
         kept.rename(released)

@@ -1,19 +1,14 @@
-"""Landing a demo partition the way a producer should: under a dot-name, then renamed, so
-the landing sensor never sees a half-written file."""
+"""Landing a demo partition the way a producer should: atomically (`land_file`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from airloop.data.sources import land_file
+
 
 def land_frame(frame: pd.DataFrame, landing: Path, partition: str) -> Path:
-    """Write `frame` as `<landing>/<partition>.csv`, atomically."""
-    landing.mkdir(parents=True, exist_ok=True)
-    target = landing / f"{partition}.csv"
-    staging = landing / f".{target.name}.tmp"
-    frame.to_csv(staging, index=False)
-    os.replace(staging, target)
-    return target
+    """Write `frame` as `<landing>/<partition>.csv`."""
+    return land_file(landing, f"{partition}.csv", lambda staging: frame.to_csv(staging, index=False))

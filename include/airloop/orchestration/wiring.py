@@ -41,6 +41,18 @@ class ModelWiring:
     def tags(self, kind: str) -> list[str]:
         return ["airloop", model_tag(self.name), kind]
 
+    def dag_args(self, stage: str, kind: str, doc: str | None) -> dict[str, Any]:
+        """What every stage's DAG shares: its id, tags, docs and defaults; one run at a time."""
+        return {
+            "dag_id": self.dag_id(stage),
+            "start_date": START_DATE,
+            "max_active_runs": 1,
+            "catchup": False,
+            "tags": self.tags(kind),
+            "default_args": self.default_args(),
+            "doc_md": doc,
+        }
+
     @property
     def dvc_pool(self) -> str:
         return dvc_pool(self.name)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from airloop.orchestration.wiring import START_DATE, ModelWiring
+from airloop.orchestration.wiring import ModelWiring
 
 STAGE = "continuous_training"
 
@@ -42,14 +42,8 @@ def build(model: ModelWiring) -> DAG:
         return model.run_config(STAGE, context)
 
     @dag(
-        dag_id=model.dag_id(STAGE),
+        **model.dag_args(STAGE, "training", __doc__),
         schedule=_schedule(model),
-        start_date=START_DATE,
-        max_active_runs=1,
-        catchup=False,
-        tags=model.tags("training"),
-        default_args=model.default_args(),
-        doc_md=__doc__,
         params=model.run_params(STAGE),
     )
     def continuous_training():

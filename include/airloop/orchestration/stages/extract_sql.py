@@ -12,21 +12,15 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, dag, task
 
-from airloop.orchestration.wiring import START_DATE, ModelWiring
+from airloop.orchestration.wiring import ModelWiring
 
 
 def build(model: ModelWiring) -> DAG:
     config, paths = model.config, model.paths
 
     @dag(
-        dag_id=model.dag_id("extract_sql"),
+        **model.dag_args("extract_sql", "data", __doc__),
         schedule=config.schedules.extract_sql if config.dataset.source.kind == "sql" else None,
-        start_date=START_DATE,
-        max_active_runs=1,
-        catchup=False,
-        tags=model.tags("data"),
-        default_args=model.default_args(),
-        doc_md=__doc__,
         params={
             "partition": Param(
                 "",

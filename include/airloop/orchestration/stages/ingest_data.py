@@ -16,21 +16,15 @@ from datetime import timedelta
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, dag, task
 
-from airloop.orchestration.wiring import START_DATE, ModelWiring
+from airloop.orchestration.wiring import ModelWiring
 
 
 def build(model: ModelWiring) -> DAG:
     config, paths, validated_data = model.config, model.paths, model.assets.validated_data
 
     @dag(
-        dag_id=model.dag_id("ingest_data"),
+        **model.dag_args("ingest_data", "data", __doc__),
         schedule="@continuous",
-        start_date=START_DATE,
-        max_active_runs=1,
-        catchup=False,
-        tags=model.tags("data"),
-        default_args=model.default_args(),
-        doc_md=__doc__,
     )
     def ingest_data():
         if getattr(config.dataset.source, "location", None):

@@ -19,24 +19,18 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from airloop.orchestration.wiring import START_DATE, ModelWiring
+from airloop.orchestration.wiring import ModelWiring
 
 
 def build(model: ModelWiring) -> DAG:
     config, paths, drift_detected = model.config, model.paths, model.assets.drift_detected
 
     @dag(
-        dag_id=model.dag_id("monitor_drift"),
+        **model.dag_args("monitor_drift", "monitoring", __doc__),
         schedule=AssetOrTimeSchedule(
             timetable=CronTriggerTimetable(config.schedules.monitor_drift, timezone="UTC"),
             assets=model.assets.validated_data,
         ),
-        start_date=START_DATE,
-        max_active_runs=1,
-        catchup=False,
-        tags=model.tags("monitoring"),
-        default_args=model.default_args(),
-        doc_md=__doc__,
         params=model.run_params("monitor_drift"),
     )
     def monitor_drift():

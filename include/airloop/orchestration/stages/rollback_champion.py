@@ -9,21 +9,15 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, dag, task
 
-from airloop.orchestration.wiring import START_DATE, ModelWiring
+from airloop.orchestration.wiring import ModelWiring
 
 
 def build(model: ModelWiring) -> DAG:
     config, paths, champion_model = model.config, model.paths, model.assets.champion_model
 
     @dag(
-        dag_id=model.dag_id("rollback_champion"),
+        **model.dag_args("rollback_champion", "registry", __doc__),
         schedule=None,
-        start_date=START_DATE,
-        max_active_runs=1,
-        catchup=False,
-        tags=model.tags("registry"),
-        default_args=model.default_args(),
-        doc_md=__doc__,
     )
     def rollback_champion():
         @task(outlets=[champion_model], pool=model.promotion_pool)
