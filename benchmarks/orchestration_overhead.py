@@ -34,10 +34,12 @@ from airloop.config import load_config
 from airloop.demo.flights import land_month
 from airloop.demo.replay import wait_for_dags
 from airloop.ops.stack import Stack, Topology
+from airloop.orchestration.naming import STAGES, dag_id
 from airloop.paths import PROJECT_ROOT, StatePaths
 from airloop.pipelines.ingest_data import ingest_landed
 
 sys.path.insert(0, str(PROJECT_ROOT))
+from tests.conftest import FLIGHTS_CONFIG  # noqa: E402
 from tests.services import POSTGRES, postgres_database, redis_database  # noqa: E402
 
 PLAIN = """
@@ -46,17 +48,20 @@ started = time.monotonic()
 from airloop.config import load_config
 from airloop.paths import StatePaths
 from airloop.pipelines.continuous_training import run_continuous_training
-record = run_continuous_training(load_config(), StatePaths.from_env(), ["manual"], "plain__benchmark")
+paths = StatePaths.from_env("flights")
+record = run_continuous_training(load_config(), paths, ["manual"], "plain__benchmark")
 print(json.dumps({"promoted": "promoted" in record, "seconds": time.monotonic() - started}))
 """
-OTHER_DAGS = ("ingest_data", "monitor_drift", "extract_sql", "rollback_champion")
+MEASURED = "flights__continuous_training"
+OTHER_DAGS = tuple(dag_id("flights", stage) for stage in STAGES if stage != "continuous_training")
 
 
 def validated_state(home: Path, months: list[int]) -> StatePaths:
     paths = StatePaths(home)
+    flights = paths.for_model("flights")
     for month in months:
-        land_month(month, paths.landing)
-    outcomes = ingest_landed(load_config(), paths)
+        land_month(month, flights.landing)
+    outcomes = ingest_landed(load_config(), flights)
     assert all(o["accepted"] for o in outcomes), outcomes
     return paths
 
@@ -84,7 +89,7 @@ def run_plain(paths: StatePaths, mlflow_url: str | None) -> float:
 def quiet(stack: Stack) -> None:
     """Pause every DAG but continuous_training and end their runs, so only the measured run works."""
     client = stack.client()
-    wait_for_dags(client)
+    wait_for_dags(client, [MEASURED, *OTHER_DAGS])
     for dag in OTHER_DAGS:
         client.request("PATCH", f"dags/{dag}", json={"is_paused": True})
         active = client.request("GET", f"dags/{dag}/dagRuns", params={"state": ["queued", "running"]})
@@ -95,7 +100,7 @@ def quiet(stack: Stack) -> None:
 
 def run_airflow(paths: StatePaths, topology: Topology) -> tuple[float, float, dict]:
     """(seconds to start the stack, trigger-to-finish seconds, the run's task timings)."""
-    stack = Stack(paths, topology=topology)
+    stack = Stack(paths, configs=str(FLIGHTS_CONFIG), topology=topology)
     started = time.monotonic()
     stack.start()
     try:
@@ -108,7 +113,7 @@ def run_airflow(paths: StatePaths, topology: Topology) -> tuple[float, float, di
             "AIRLOOP_AIRFLOW_USERNAME": client.username,
             "AIRLOOP_AIRFLOW_PASSWORD": client.password,
         }
-        command = [str(Path(sys.executable).parent / "airloop"), "trigger", "continuous_training", "--wait"]
+        command = [str(Path(sys.executable).parent / "airloop"), "trigger", MEASURED, "--wait"]
         triggered = datetime.now(UTC)
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
@@ -121,8 +126,8 @@ def run_airflow(paths: StatePaths, topology: Topology) -> tuple[float, float, di
 
 
 def task_timeline(client, run_id: str) -> dict:
-    run = client.request("GET", f"dags/continuous_training/dagRuns/{run_id}")
-    tasks = client.task_instances("continuous_training", run_id)
+    run = client.request("GET", f"dags/{MEASURED}/dagRuns/{run_id}")
+    tasks = client.task_instances(MEASURED, run_id)
     per_task = {}
     for t in sorted(tasks, key=lambda t: t["start_date"] or ""):
         name = f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]

@@ -193,7 +193,7 @@ def cmd_drift(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths
 
 
 def cmd_demo_land(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
-    from airloop.demo.replay import demo_landings
+    from airloop.demo.landing import demo_landings
 
     landings = demo_landings(config.name, args.months)
     if landings is None:
@@ -204,7 +204,8 @@ def cmd_demo_land(args: argparse.Namespace, config: AirloopConfig, paths: StateP
 
 
 def cmd_demo_run(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
-    from airloop.demo.replay import ModelReplay, demo_landings, replay
+    from airloop.demo.landing import demo_landings
+    from airloop.demo.replay import ModelReplay, replay
 
     models = [
         ModelReplay(config, selection.files[config.name], paths.for_model(config.name), landings)

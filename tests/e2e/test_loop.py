@@ -16,7 +16,8 @@ import yaml
 
 from airloop.config import load_config
 from airloop.data.versioning import cached_file
-from airloop.demo.replay import ModelReplay, demo_landings, replay
+from airloop.demo.landing import demo_landings
+from airloop.demo.replay import ModelReplay, replay
 from airloop.ops.stack import Stack
 from airloop.orchestration.pools import dvc_pool
 from airloop.paths import StatePaths

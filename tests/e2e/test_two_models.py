@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from airloop.demo.replay import ModelReplay, demo_landings, replay
+from airloop.demo.landing import demo_landings
+from airloop.demo.replay import ModelReplay, replay
 from airloop.deployment import load_deployment
 from airloop.ops.stack import Stack
 from airloop.orchestration.naming import dag_id

@@ -42,8 +42,8 @@ def test_the_newest_records_of_each_model_are_its_verdicts(tmp_path) -> None:
         },
     )
     os.utime(flights.reports / "decisions" / "new.json")  # newer than "old"
-    _write(weather.reports / "drift" / "2013-07_x.summary.json",
-           {"status": "checked", "drift_detected": True, "signals": ["data_drift"], "reason": "temp moved"})  # fmt: skip
+    drift = {"status": "checked", "drift_detected": True, "signals": ["data_drift"], "reason": "temp moved"}
+    _write(weather.reports / "drift" / "2013-07_x.summary.json", drift)
 
     decision = last_decision(flights)
     assert decision["verdict"] == "promoted v3" and decision["triggers"] == ["new_data"]

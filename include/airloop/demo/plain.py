@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from airloop.config import AirloopConfig
-from airloop.demo.flights import land_month, month_partition
+from airloop.demo.landing import demo_landings
 from airloop.paths import StatePaths
 from airloop.pipelines.continuous_training import run_continuous_training
 from airloop.pipelines.ingest_data import ingest_landed
@@ -17,11 +17,11 @@ from airloop.pipelines.monitor_drift import check_drift
 
 
 def replay_in_process(config: AirloopConfig, paths: StatePaths, months: list[int]) -> dict[str, float]:
-    """Land, ingest, check drift and (re)train month by month; returns seconds per month."""
+    """Land, ingest, check drift and (re)train a demo model month by month; seconds per month."""
     timings: dict[str, float] = {}
-    for month in months:
-        partition, started = month_partition(month), time.monotonic()
-        land_month(month, paths.landing)
+    for partition, land in demo_landings(config.name, months) or []:
+        started = time.monotonic()
+        land(paths.landing)
         outcomes = ingest_landed(config, paths)
         if all(o["accepted"] for o in outcomes):
             drift = check_drift(config, paths, f"plain__{partition}__drift")

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from airloop.config import AirloopConfig
+from airloop.demo.landing import Landing
 from airloop.demo.summary import decision_records, drift_summary, month_rows, render_months
 from airloop.ops.airflow_api import AirflowClient
 from airloop.ops.stack import Stack
@@ -28,8 +28,6 @@ from airloop.paths import StatePaths
 FOLLOW_UP_STAGES = ("continuous_training", "monitor_drift")
 WORK_STAGES = ("ingest_data", *FOLLOW_UP_STAGES)
 
-# A partition to land: its name, and what writes its file into a landing directory.
-Landing = tuple[str, Callable[[Path], object]]
 
 
 @dataclass(frozen=True)
@@ -48,15 +46,6 @@ class ModelReplay:
 
     def dag_ids(self, stages: Sequence[str] = WORK_STAGES) -> list[str]:
         return [dag_id(self.name, stage) for stage in stages]
-
-
-def demo_landings(name: str, months: Sequence[int]) -> list[Landing] | None:
-    """The demo's partitions for model `name`, or None when the demo has no data for it."""
-    from airloop.demo import flights, weather
-    from airloop.demo.flights import month_partition
-
-    lands = {"flights": flights.land_month, "weather": weather.land_month}.get(name)
-    return None if lands is None else [(month_partition(m), partial(lands, m)) for m in months]
 
 
 def _active_runs(client: AirflowClient, model: ModelReplay) -> int:

@@ -16,7 +16,7 @@ from airloop.evaluation.gate import Decision, compare_to_champion
 from airloop.evaluation.metrics import baseline_metrics, model_scores, score_all
 from airloop.evaluation.records import log_record, write_record
 from airloop.paths import StatePaths
-from airloop.registry.tracking import tracking_client
+from airloop.registry.tracking import point_mlflow_at, tracking_client
 from airloop.registry.versions import current_champion
 from airloop.training.dataset import TrainingWindow
 from airloop.training.train import TrainResult
@@ -38,7 +38,7 @@ def evaluate_candidate(
     """
     import mlflow
 
-    mlflow.set_tracking_uri(paths.tracking_uri())
+    point_mlflow_at(paths)
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = Path(mlflow.artifacts.download_artifacts(candidate.model_uri, dst_path=scratch))
         model, model_mb = mlflow.sklearn.load_model(str(model_dir)), _megabytes(model_dir)

@@ -19,6 +19,7 @@ from airloop.data.labels import labelled_rows
 from airloop.evaluation.metrics import model_scores
 from airloop.packaging.serving import post_json, served_bento
 from airloop.paths import StatePaths
+from airloop.registry.tracking import point_mlflow_at
 
 # In score units (probabilities or target values). Not exact: float32 models (XGBoost, the
 # MLP) may round differently when the server batches rows differently; a wrong model or
@@ -43,7 +44,7 @@ def check_skew(
     args = _bento_args(paths, bento)
     sample = _servable(labelled_rows(frame, config), args).head(rows)
     records = _as_sent(sample, config)
-    mlflow.set_tracking_uri(paths.tracking_uri())
+    point_mlflow_at(paths)
     expected = model_scores(mlflow.sklearn.load_model(model_uri), feature_frame(sample, config), config)
     log = paths.report_dir("skew") / f"{bento.replace(':', '-')}.log"
     with served_bento(bento, paths, log) as base:

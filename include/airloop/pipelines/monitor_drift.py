@@ -15,7 +15,7 @@ from airloop.data.versioning import cached_file
 from airloop.evaluation.metrics import model_scores
 from airloop.monitoring.reference import REFERENCE_ARTIFACT, ReferenceProfile, reference_profile
 from airloop.paths import StatePaths, safe_key
-from airloop.registry.tracking import tracking_client
+from airloop.registry.tracking import point_mlflow_at, tracking_client
 from airloop.registry.versions import RegisteredModel, current_champion
 
 # What a check can signal; continuous training's policy decides which of them retrain.
@@ -70,7 +70,7 @@ def _measure(
     from airloop.monitoring.performance import check_performance
 
     current = pd.concat([pd.read_parquet(partition_path(paths, p)) for p in partitions], ignore_index=True)
-    mlflow.set_tracking_uri(paths.tracking_uri())
+    point_mlflow_at(paths)
     model = mlflow.sklearn.load_model(champion.uri)
     scores = model_scores(model, feature_frame(current, config), config)
     # A multiclass model's predictions drift as the distribution of the classes it answers.

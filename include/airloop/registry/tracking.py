@@ -21,7 +21,7 @@ def use_tracking(config: AirloopConfig, paths: StatePaths) -> str:
     """
     import mlflow
 
-    mlflow.set_tracking_uri(paths.tracking_uri())
+    point_mlflow_at(paths)
     experiment_id = ensure_experiment(tracking_client(paths), config.name, paths)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
@@ -39,7 +39,38 @@ def ensure_experiment(client: MlflowClient, name: str, paths: StatePaths) -> str
 def tracking_client(paths: StatePaths) -> MlflowClient:
     from mlflow import MlflowClient
 
+    create_sqlite_store(paths)
     return MlflowClient(tracking_uri=paths.tracking_uri(), registry_uri=paths.tracking_uri())
+
+
+def create_sqlite_store(paths: StatePaths) -> None:
+    """Create the embedded SQLite store, once, under a lock.
+
+    MLflow creates its tables (an Alembic migration) on the first connection to a new file.
+    The first tasks of several models start at once, and two migrations of one SQLite file
+    collide ("table _alembic_tmp_experiments already exists"): the first creates it while
+    the others wait, then find it made. A server (production) migrates its own store.
+    """
+    created = paths.home / "locks" / "mlflow-store.created"
+    if paths.mlflow_server is not None or created.exists():
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from airloop.registry.locks import exclusive
+
+    with exclusive(paths.home / "locks" / "mlflow-store.lock"):
+        if not created.exists():
+            paths.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+            SqlAlchemyStore(paths.tracking_uri(), paths.mlflow_artifacts.as_uri())
+            created.touch()
+
+
+def point_mlflow_at(paths: StatePaths) -> None:
+    """MLflow's fluent API (mlflow.start_run, mlflow.pyfunc.load_model) on the state's store."""
+    import mlflow
+
+    create_sqlite_store(paths)
+    mlflow.set_tracking_uri(paths.tracking_uri())
 
 
 def config_hash(config: AirloopConfig) -> str:
