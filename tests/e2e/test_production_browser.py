@@ -40,6 +40,12 @@ def page() -> Iterator:
             browser.close()
 
 
+def run_champion_version(client, run_id: str) -> str:
+    """The version the run's promote_champion promoted."""
+    promoted = f"dags/flights__continuous_training/dagRuns/{run_id}/taskInstances/promote_champion"
+    return str(client.request("GET", f"{promoted}/xcomEntries/return_value")["value"]["version"])
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
@@ -112,3 +118,16 @@ def test_a_person_retrains_from_the_trigger_form_and_follows_the_links(page, pro
     page.get_by_role("heading", name=re.compile(r"^Model card: .+ v\d+$")).wait_for()
     assert page.get_by_text(run_id).count() >= 1  # the card's lineage names this run
     shot(page, "07-model-card")
+
+    # The airloop page in the UI's navigation: the model, its champion and its last decision.
+    champion = run_champion_version(client, run_id)
+    page.goto(f"{base}/plugin/airloop-models")
+    row = page.frame_locator("iframe").first.locator("tr#model-flights")
+    row.get_by_text(f"v{champion}", exact=False).first.wait_for(timeout=60_000)
+    assert "promoted" in row.inner_text()
+    shot(page, "08-models-page")
+
+    # The DAG list filtered by the model's tag lists the model's DAGs.
+    page.goto(f"{base}/dags?tags=model%3Aflights")
+    page.get_by_role("link", name="flights__continuous_training", exact=True).first.wait_for()
+    shot(page, "09-dags-of-one-model")

@@ -283,6 +283,7 @@ class Stack:
             "password": self.settings()["password"],
             "topology": self.topology.executor,
             "mlflow_server": self.mlflow_url,
+            "models": self.models(),
             "running": {c: self._alive(c) for c in self.components()},
             "airflow_home": str(self.home),
         }
