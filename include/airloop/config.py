@@ -638,7 +638,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        # libyaml's loader where installed: the DAG file loads every model's config each parse.
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as error:
         raise ConfigError(f"config {path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):

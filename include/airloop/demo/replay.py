@@ -77,8 +77,7 @@ def month_settled(client: AirflowClient, model: ModelReplay, partition: str) -> 
 def wait_for_dags(client: AirflowClient, dag_ids: Sequence[str], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = {d["dag_id"] for d in client.request("GET", "dags", params={"limit": 1000})["dags"]}
-        if set(dag_ids) <= found:
+        if set(dag_ids) <= set(client.dag_ids()):
             return
         time.sleep(2)
     raise TimeoutError(f"DAGs {sorted(dag_ids)} not parsed within {timeout:.0f} s: see the dag-processor log")
@@ -104,8 +103,8 @@ def replay(
     keep_running: bool = False,
     timeout: float = 600,
 ) -> int:
-    """Start the embedded stack on exactly these models, land their partitions side by side
-    (each model's n-th partition together), wait for each to settle, print each summary."""
+    """Start the embedded stack on exactly these models, replay them side by side (each model
+    lands its next partition when its last one settled), print each model's summary."""
     stack = Stack(paths, configs=os.pathsep.join(str(m.config_file) for m in models))
     stack.start()
     try:
@@ -113,22 +112,26 @@ def replay(
         wait_for_dags(client, [d for m in models for d in m.dag_ids()])
         timings: dict[str, dict[str, float]] = {m.name: {} for m in models}
         started = time.monotonic()
-        for step in range(max(len(m.landings) for m in models)):
-            step_started = time.monotonic()
-            landed = [(m, *m.landings[step]) for m in models if step < len(m.landings)]
-            for model, partition, land in landed:
-                land(model.paths.landing)
-                print(f"{model.name}: landed {partition}", flush=True)
-            waiting = {(model.name, partition): model for model, partition, _ in landed}
-            while waiting:
-                for (name, partition), model in list(waiting.items()):
-                    if month_settled(client, model, partition):
-                        timings[name][partition] = round(time.monotonic() - step_started, 1)
-                        print(f"{name}: {partition} settled in {timings[name][partition]} s", flush=True)
-                        del waiting[(name, partition)]
-                if time.monotonic() - step_started > timeout:
-                    raise TimeoutError(f"{sorted(waiting)} did not settle in {timeout:.0f} s")
-                time.sleep(2)
+        # Each model at its own pace: its next partition lands once its last one settled.
+        pending = {m.name: list(m.landings) for m in models if m.landings}
+        current: dict[str, tuple[str, float]] = {}
+        by_name = {m.name: m for m in models}
+        while pending or current:
+            for name in [n for n in list(pending) if n not in current]:
+                partition, land = pending[name].pop(0)
+                if not pending[name]:
+                    del pending[name]
+                land(by_name[name].paths.landing)
+                current[name] = (partition, time.monotonic())
+                print(f"{name}: landed {partition}", flush=True)
+            for name, (partition, landed_at) in list(current.items()):
+                if month_settled(client, by_name[name], partition):
+                    timings[name][partition] = round(time.monotonic() - landed_at, 1)
+                    print(f"{name}: {partition} settled in {timings[name][partition]} s", flush=True)
+                    del current[name]
+                elif time.monotonic() - landed_at > timeout:
+                    raise TimeoutError(f"{name}'s {partition} did not settle in {timeout:.0f} s")
+            time.sleep(2)
         report = {
             "models": timings,
             "total_s": round(time.monotonic() - started, 1),

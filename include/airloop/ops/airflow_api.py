@@ -51,6 +51,18 @@ class AirflowClient:
             return False
         return answer.ok
 
+    def dag_ids(self) -> list[str]:
+        """Every DAG the api-server knows, page by page (it answers at most
+        `[api] maximum_page_limit`, 100 by default, per request)."""
+        ids: list[str] = []
+        while True:
+            page = self.request(
+                "GET", "dags", params={"limit": 100, "offset": len(ids), "order_by": "dag_id"}
+            )
+            ids += [d["dag_id"] for d in page["dags"]]
+            if not page["dags"] or len(ids) >= int(page["total_entries"]):
+                return ids
+
     def dag_runs(self, dag_id: str, limit: int = 100) -> list[dict]:
         found = self.request(
             "GET", f"dags/{dag_id}/dagRuns", params={"limit": limit, "order_by": "-start_date"}

@@ -186,6 +186,14 @@ class Stack:
             "AIRFLOW__API_AUTH__JWT_SECRET": settings["jwt_secret"],
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            # The DAG file builds every model's DAGs (~4 s of CPU at 50 models): parsed once a
+            # minute, not Airflow's every 30 s; a new config's DAGs appear within a minute.
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+            # Each loop re-examines this many running DAG runs; every model's continuous
+            # ingest run is always running (its sensor deferred), and examining 20 of them
+            # every 0.5 s was most of an idle scheduler's CPU at 50 models
+            # (benchmarks/RESULTS.md, parse and schedule cost). 8 covers the demo's busiest.
+            "AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE": "8",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             # Half of Airflow's 1 s between idle scheduler loops: each task waits on the next
             # loop to start. Idle with ingest_data's sensor run active, the scheduler then uses
