@@ -50,7 +50,7 @@ def _bag_in_subprocess(env: dict[str, str], dag: str) -> dict:
     return dict(json.loads(line.removeprefix("RESULT ")))
 
 
-def test_the_project_deploys_at_least_two_models() -> None:
+def test_the_project_deploys_the_flights_and_weather_models() -> None:
     assert MODELS == ["flights", "weather"]
 
 

@@ -38,9 +38,10 @@ def two_models(tmp_path_factory):
     paths = StatePaths(tmp_path_factory.mktemp("two-models") / "state")
     deployment = load_deployment(CONFIGS, "")
     models = [
-        ModelReplay(config, deployment.files[name], paths.for_model(name), demo_landings(name, months))
+        ModelReplay(
+            deployment.model(name), deployment.files[name], paths.for_model(name), demo_landings(name, months)
+        )
         for name, months in MONTHS.items()
-        if (config := deployment.models[name])
     ]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AIRLOOP_HOME", str(paths.home))
