@@ -83,6 +83,13 @@ class ColumnSpec(_Frozen):
     derive: tuple[DatePart, ...] | None = None
     # days_since counts days from this date.
     since: str = "1970-01-01"
+    # Personal data: the prediction log keeps a keyed hash of it (true or "hash"), or
+    # nothing ("drop"). The model still sees the value.
+    pii: bool | Literal["hash", "drop"] = False
+
+    @property
+    def pii_mode(self) -> Literal["hash", "drop"] | None:
+        return None if self.pii is False else ("hash" if self.pii is True else self.pii)
 
     @model_validator(mode="after")
     def _fits_type(self) -> ColumnSpec:
@@ -446,14 +453,77 @@ class DriftConfig(_Frozen):
     # Performance drift: how far the champion's gate metric on the labelled window may fall
     # below what it scored on its own evaluation set before a drop is signalled.
     max_metric_drop: float = Field(default=0.02, ge=0)
+    # What the current window is: the newest validated partitions ("ingested"), what the
+    # served champion was asked over the last served_hours ("served", from the prediction
+    # log; live performance from its joined labels), or both, each checked on its own.
+    current: Literal["served", "ingested", "both"] = "ingested"
+    served_hours: float = Field(default=24, gt=0)
+
+
+class PredictionLogConfig(_Frozen):
+    """What the served model was asked and answered: time-partitioned Parquet, written in
+    the background by every serving worker."""
+
+    enabled: bool = True
+    # The share of predictions kept (chosen by inference id, so a kept one's label joins).
+    sample_rate: float = Field(default=1.0, gt=0, le=1)
+    # A worker writes what it has at least this often: what a crash can lose.
+    flush_seconds: float = Field(default=1.0, gt=0, le=300)
+    # Records a worker holds before it drops new ones (counted): memory stays bounded even
+    # when the log cannot be written.
+    max_pending: int = Field(default=100_000, ge=100)
+    # An object-storage URL (s3://bucket/prefix) to write to; none: the model's state.
+    location: str | None = None
+
+
+class ServiceAlertsConfig(_Frozen):
+    """Alerts on the served model's health, evaluated by Prometheus, sent to airloop_notify."""
+
+    max_error_rate: float = Field(default=0.05, gt=0, lt=1)
+    # p95 latency above this many times the latency the gate measured.
+    max_latency_factor: float = Field(default=2.0, gt=1)
+    no_traffic_minutes: float = Field(default=30, gt=0)
+
+
+class ServingConfig(_Frozen):
+    log: PredictionLogConfig = PredictionLogConfig()
+    alerts: ServiceAlertsConfig = ServiceAlertsConfig()
+
+
+class LabelsConfig(_Frozen):
+    """Ground truth that arrives after the prediction: files or SQL rows of an inference id
+    (or the dataset's keys), the label (the target column) and when it was known."""
+
+    # CSV and Parquet files alike, unless a pattern says otherwise.
+    source: FileSource | SqlSource = Field(default_factory=lambda: FileSource(pattern="*"), discriminator="kind")
+    id_column: str = "inference_id"
+    # When the label was known; a later label of the same prediction replaces an earlier
+    # one. None: the time the labels file was read.
+    time_column: str | None = "labelled_at"
+    # Labels of predictions older than this are reported as too late and not joined.
+    max_age_days: float = Field(default=90, gt=0)
+    # Whether labelled production rows join the next training window (as a partition).
+    join_training: bool = False
+
+
+class ScoringConfig(_Frozen):
+    """Batch scoring: files (or SQL extracts) the champion scores, one output per input."""
+
+    source: FileSource | SqlSource = Field(default_factory=FileSource, discriminator="kind")
 
 
 class ScheduleConfig(_Frozen):
     monitor_drift: str = "@daily"
     # SQL sources only: when extract_sql lands the period just ended (none: by hand or REST).
     extract_sql: str | None = None
+    # When files in the scoring location are scored (each run scores every pending file).
+    score_batch: str = "*/15 * * * *"
+    # When landed labels are joined to the prediction log.
+    join_labels: str = "@hourly"
+    # When the served model's health alerts are read and sent.
+    watch_service: str = "*/5 * * * *"
 
-    @field_validator("monitor_drift", "extract_sql")
+    @field_validator("monitor_drift", "extract_sql", "score_batch", "join_labels", "watch_service")
     @classmethod
     def _is_cron(cls, value: str | None) -> str | None:
         return _cron(value)
@@ -480,6 +550,9 @@ class AirloopConfig(_Frozen):
     drift: DriftConfig = DriftConfig()
     schedules: ScheduleConfig = ScheduleConfig()
     training: TrainingConfig = TrainingConfig()
+    serving: ServingConfig = ServingConfig()
+    labels: LabelsConfig = LabelsConfig()
+    scoring: ScoringConfig = ScoringConfig()
 
     @model_validator(mode="after")
     def _fits_task(self) -> AirloopConfig:
@@ -502,7 +575,21 @@ class AirloopConfig(_Frozen):
                 f"not {self.model.family!r}; use auto or false"
             )
         _check_target(self.task, self.dataset.target, self.dataset.columns[self.dataset.target.column])
+        if self.dataset.target.column in self.pii_columns():
+            raise ValueError(
+                f"dataset.columns.{self.dataset.target.column}.pii: the target cannot be pii; "
+                "labels are joined to predictions by value"
+            )
         return self
+
+    def pii_columns(self) -> dict[str, str]:
+        """{column: "hash" | "drop"} of the columns marked pii."""
+        return {name: mode for name, spec in self.dataset.columns.items() if (mode := spec.pii_mode)}
+
+    def logged_keys(self) -> list[str]:
+        """The dataset's keys that are not features: a request may carry them, so labels
+        can be joined by key; the model never sees them."""
+        return [key for key in self.dataset.keys if key not in self.dataset.features]
 
     def _check_drift_methods(self) -> None:
         compared = self.drift_columns()

@@ -111,6 +111,32 @@ class StatePaths:
         """What one continuous-training run decided (trained or skipped, gated, promoted)."""
         return self.report_dir("decisions") / f"{safe_key(run_key)}.json"
 
+    # The production half: what the served model answered, and what it should have.
+    @property
+    def prediction_log(self) -> Path:
+        """Every logged answer, time-partitioned Parquet (`airloop.packaging.prediction_sink`)."""
+        return self.model_home / "predictions"
+
+    @property
+    def labels_landing(self) -> Path:
+        """Where labels files land when the config names no labels source location."""
+        return self.model_home / "labels" / "landing"
+
+    @property
+    def labelled(self) -> Path:
+        """Joined labels: one partition per labels file, DVC-versioned."""
+        return self.data / "labelled"
+
+    @property
+    def scoring_landing(self) -> Path:
+        """Where files to batch-score land when the config names no scoring location."""
+        return self.model_home / "scoring" / "landing"
+
+    @property
+    def scores(self) -> Path:
+        """Batch scoring's outputs: one Parquet file per input file and model version."""
+        return self.model_home / "scoring" / "scores"
+
     @property
     def runs(self) -> Path:
         return self.model_home / "runs"
@@ -137,6 +163,10 @@ class StatePaths:
     @property
     def bentoml_home(self) -> Path:
         return self.home / "bentoml"
+
+    @property
+    def pii_key_file(self) -> Path:
+        return self.home / "secrets" / "pii.key"
 
     @property
     def airflow_home(self) -> Path:

@@ -252,7 +252,8 @@ def served(registered: Registered, tmp_path_factory: pytest.TempPathFactory) -> 
     # its own model, not whatever is latest.
     tags = [build_bento(reg.config, _model_uri(reg, v), v, reg.paths) for v in reg.versions]
     started = time.perf_counter()
-    with served_bento(tags[0], reg.paths, tmp_path_factory.mktemp("serve") / "serve.log") as base:
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with served_bento(tags[0], reg.paths, log, prediction_log=reg.paths.prediction_log) as base:
         print(f"bentoml serve ready in {time.perf_counter() - started:.2f} s")
         yield base, version
 
@@ -283,9 +284,12 @@ def test_served_bento_predicts_what_the_mlflow_model_predicts(
     assert {(a["model_name"], a["model_version"]) for a in answers} == {
         (reg.config.model.registered_name, version)
     }
-    # A binary answer is what it always was: no multiclass fields.
-    assert all(set(a) == {"prediction", "score", "model_name", "model_version"} for a in answers)
-    assert post_json(f"{base}/predict_one", {"record": records[3]}) == answers[3]
+    # A binary answer has no multiclass fields; each has its own inference id.
+    fields = {"prediction", "score", "model_name", "model_version", "inference_id"}
+    assert all(set(a) == fields for a in answers)
+    assert len({a["inference_id"] for a in answers}) == len(answers)
+    one = post_json(f"{base}/predict_one", {"record": records[3]})
+    assert {**one, "inference_id": None} == {**answers[3], "inference_id": None}
     assert post_json(f"{base}/predict", {"records": []}) == []
 
 
@@ -450,6 +454,119 @@ def test_readiness_and_prometheus_metrics_are_served(served: tuple[str, str]) ->
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as metrics:
         text = metrics.read().decode()
     assert metrics.status == 200 and "# TYPE" in text and 'endpoint="/predict"' in text
+
+
+def _metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def _metrics(base: str) -> str:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def _logged(root: Path, wanted: int, timeout: float = 15) -> pd.DataFrame:
+    """The prediction log's rows once it holds at least `wanted` (flushes are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = [f for f in root.rglob("*.parquet") if not f.name.startswith(".")] if root.exists() else []
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+        if len(frame) >= wanted or time.monotonic() > deadline:
+            return frame
+        time.sleep(0.2)
+
+
+def test_every_answer_is_logged_with_its_inference_id_and_counted_per_version(
+    registered: Registered, served: tuple[str, str]
+) -> None:
+    base, version = served
+    reg = registered
+    records = json.loads(reg.eval_frame.head(5).to_json(orient="records"))
+    before = _logged(reg.paths.prediction_log, 0, timeout=0)
+    answers = post_json(f"{base}/predict", {"records": [{**records[0], "inference_id": "caller-7"}, *records[1:]]})
+    one = post_json(f"{base}/predict_one", {"record": records[0]})
+    with pytest.raises(urllib.error.HTTPError):
+        post_json(f"{base}/predict_one", {"record": {"carrier": "AA"}})
+    assert answers[0]["inference_id"] == "caller-7", "a caller's own id is kept"
+    ids = {a["inference_id"] for a in [*answers, one]}
+    log = _logged(reg.paths.prediction_log, len(before) + 6)
+    rows = log[log["inference_id"].isin(ids)].set_index("inference_id")
+    assert set(rows.index) == ids
+    assert rows.loc["caller-7", "score"] == pytest.approx(answers[0]["score"])
+    assert rows.loc["caller-7", "feature.carrier"] == records[0]["carrier"]
+    assert set(rows["model_version"]) == {version} and set(rows["role"]) == {"served"}
+    assert (rows["latency_ms"] > 0).all()
+
+    text = _metrics(base)
+    name = reg.config.model.registered_name
+    assert _metric_total(text, "airloop_requests_total", model=name, version=version, code="200") >= 2
+    assert _metric_total(text, "airloop_requests_total", route="predict_one", code="400") >= 1
+    assert _metric_total(text, "airloop_request_latency_seconds_count", route="predict") >= 1
+    assert _metric_total(text, "airloop_predictions_total", model=name, version=version) >= 6
+    assert _metric_total(text, "airloop_prediction_log_written_total", version=version) >= 6
+
+
+def test_a_killed_server_loses_at_most_the_last_flush_interval_of_its_log(
+    registered: Registered, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    reg, version = registered, registered.versions[0]
+    tag = build_bento(reg.config, _model_uri(reg, version), version, reg.paths)
+    record = json.loads(reg.eval_frame.head(1).to_json(orient="records"))[0]
+    flush = reg.config.serving.log.flush_seconds
+    answered: list[tuple[float, str]] = []
+    with served_bento(tag, reg.paths, tmp_path / "serve.log", prediction_log=tmp_path / "log") as base:
+        port = int(base.rpartition(":")[2])
+        deadline = time.monotonic() + 3 * flush + 1
+        while time.monotonic() < deadline:
+            answer = post_json(f"{base}/predict_one", {"record": record})
+            answered.append((time.monotonic(), answer["inference_id"]))
+        killed_at = time.monotonic()
+        server = _server_on(port)
+        os.killpg(os.getpgid(server), signal.SIGKILL)
+    logged = set(_logged(tmp_path / "log", 0, timeout=0).get("inference_id", []))
+    # Everything answered a flush interval (and a little scheduling slack) before the kill is there.
+    kept_for_sure = [i for t, i in answered if t < killed_at - flush - 0.5]
+    assert kept_for_sure and set(kept_for_sure) <= logged
+    assert len(logged) <= len(answered)
+
+
+def _server_on(port: int) -> int:
+    """The pid of the bentoml server process listening on `port` (its process group's leader)."""
+    import psutil
+
+    for connection in psutil.net_connections("tcp"):
+        if connection.laddr and connection.laddr.port == port and connection.status == "LISTEN" and connection.pid:
+            return int(connection.pid)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def test_an_unwritable_log_never_fails_a_request_and_its_errors_are_counted(
+    registered: Registered, tmp_path: Path
+) -> None:
+    reg, version = registered, registered.versions[0]
+    tag = build_bento(reg.config, _model_uri(reg, version), version, reg.paths)
+    blocker = tmp_path / "log"
+    blocker.write_text("a file where the log's folder should be")
+    records = json.loads(reg.eval_frame.head(3).to_json(orient="records"))
+    with served_bento(tag, reg.paths, tmp_path / "serve.log", prediction_log=blocker) as base:
+        for _ in range(5):
+            assert len(post_json(f"{base}/predict", {"records": records})) == 3
+        deadline = time.monotonic() + 15
+        while _metric_total(_metrics(base), "airloop_prediction_log_errors_total") == 0:
+            assert time.monotonic() < deadline, "a failed log write is counted in /metrics"
+            time.sleep(0.3)
+        assert len(post_json(f"{base}/predict", {"records": records})) == 3
 
 
 def test_the_request_timeout_answers_504_and_cancels_its_timer_once_answered(registered: Registered) -> None:

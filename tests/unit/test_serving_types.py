@@ -217,7 +217,8 @@ def test_multiclass_answers_name_the_class_and_match_the_mlflow_model(tiers: Tie
     assert [a["prediction"] for a in answers] == [CLASSES[i] for i in expected.argmax(axis=1)]
     assert all(a["score"] == max(a["probabilities"].values()) for a in answers)
     assert all(
-        set(a) == {"prediction", "score", "probabilities", "model_name", "model_version"} for a in answers
+        set(a) == {"prediction", "score", "probabilities", "model_name", "model_version", "inference_id"}
+        for a in answers
     )
     assert len({a["prediction"] for a in answers}) > 1  # the model tells the tiers apart
 
@@ -297,8 +298,10 @@ def test_predict_one_answers_what_predict_answers_under_concurrency(tiers: Tiers
         singles = list(pool.map(lambda r: post_json(f"{served}/predict", {"records": [r]})[0], records))
     for mine, *others in zip(ones, batch, singles, strict=True):
         for theirs in others:
-            assert {k: v for k, v in mine.items() if k not in ("score", "probabilities")} == {
-                k: v for k, v in theirs.items() if k not in ("score", "probabilities")
+            # Every answer has its own inference id; the rest must agree.
+            unlike = ("score", "probabilities", "inference_id")
+            assert {k: v for k, v in mine.items() if k not in unlike} == {
+                k: v for k, v in theirs.items() if k not in unlike
             }
             probabilities = [[answer["probabilities"][c] for c in CLASSES] for answer in (mine, theirs)]
             np.testing.assert_allclose(*probabilities, rtol=0, atol=1e-6)

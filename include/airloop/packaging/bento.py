@@ -34,6 +34,8 @@ from airloop.registry.versions import DIGEST_TAG, artifact_digest
 log = logging.getLogger(__name__)
 
 SERVICE_FILE = Path(__file__).with_name("service.py")
+# What the service imports beside itself: the prediction log's writer.
+SINK_FILE = Path(__file__).with_name("prediction_sink.py")
 SERVICE_MODULE = SERVICE_FILE.stem
 SERVICE_CLASS = "TabularModel"
 # Where the MLflow model sits inside the BentoML model (service.py's MLFLOW_MODEL_FOLDER).
@@ -154,12 +156,13 @@ def build_bento(config: AirloopConfig, model_uri: str, registry_version: str, pa
     # `bentoml.build` imports the service module by name and keeps it in sys.modules; a
     # module cached by an earlier build would still hold that build's arguments.
     sys.modules.pop(SERVICE_MODULE, None)
+    sys.modules.pop(SINK_FILE.stem, None)
     built = bentoml.build(
         f"{SERVICE_MODULE}:{SERVICE_CLASS}",
         name=bento.partition(":")[0],
         version=bento.partition(":")[2],
         build_ctx=str(SERVICE_FILE.parent),
-        include=[SERVICE_FILE.name],
+        include=[SERVICE_FILE.name, SINK_FILE.name],
         labels={SOURCE_LABEL: source, "registered_name": config.model.registered_name},
         description=f"Serves {config.model.registered_name} version {version} ({model_uri}).",
         python={
@@ -168,7 +171,10 @@ def build_bento(config: AirloopConfig, model_uri: str, registry_version: str, pa
             # seconds); MLflow already pinned what the model needs.
             "lock_packages": False,
         },
-        args=_service_args(config, model, version, Path(stored.path_of(MODEL_FOLDER))),
+        args={
+            **_service_args(config, model, version, Path(stored.path_of(MODEL_FOLDER))),
+            "prediction_buckets": _prediction_buckets(config, paths, registered.run_id),
+        },
     )
     log.info("built bento %s", built.tag)
     return str(built.tag)
@@ -241,10 +247,41 @@ def _service_args(config: AirloopConfig, model: str, version: str, mlflow_model:
         "date_formats": {
             name: fmt for name in dataset.date_features() if (fmt := columns[name].format) is not None
         },
+        "keys": {name: columns[name].type for name in config.logged_keys()},
+        "pii": {
+            name: mode for name, mode in config.pii_columns().items()
+            if name in dataset.features or name in config.logged_keys()
+        },
+        "log": config.serving.log.model_dump(),
     }
     if config.task == "multiclass_classification":
         args["classes"] = _model_classes(pipeline, mlflow_model)
     return args
+
+
+def _prediction_buckets(config: AirloopConfig, paths: StatePaths, run_id: str | None) -> list[float]:
+    """Regression: the deciles of the model's predictions on its training rows (from the
+    reference profile its run logged), the buckets Prometheus counts predictions in."""
+    if config.task != "regression" or not run_id:
+        return []
+    import mlflow
+    import numpy as np
+    from mlflow.exceptions import MlflowException
+
+    from airloop.monitoring.reference import REFERENCE_ARTIFACT, ReferenceProfile
+
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=paths.tracking_uri()
+        )
+    except (MlflowException, OSError):
+        return []
+    predictions = ReferenceProfile.load(Path(local)).predictions
+    if predictions is None or not predictions.rows:
+        return []
+    share = np.cumsum(predictions.counts) / predictions.rows
+    edges = [float(predictions.values[np.searchsorted(share, q)]) for q in np.linspace(0.1, 0.9, 9)]
+    return sorted(set(edges))
 
 
 def _trained_categories(config: AirloopConfig, pipeline: Any) -> dict[str, list[str]]:

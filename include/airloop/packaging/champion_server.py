@@ -8,7 +8,7 @@ if the store lacks it (digest checked, as in the pipeline), the model's old serv
 stopped and the new one started on the same address. Requests to that model during the
 switch, a few seconds while the new model loads, are refused rather than answered by the
 old model; the other models' servers are not touched. Until a model has a champion, its
-port stays closed.
+port stays closed. Every answer goes to the model's prediction log (`paths.prediction_log`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def _follow(entry: _Served, client, paths: StatePaths, host: str) -> None:
         tag = build_bento(entry.config, champion.uri, champion.version, paths)
         if entry.server is not None:
             stop_server(entry.server)
-        entry.server, base = start_bento_server(tag, paths, host, entry.port, output=None)
+        entry.server, base = start_bento_server(
+            tag, paths, host, entry.port, output=None, prediction_log=paths.prediction_log
+        )
         wait_ready(base, entry.server, timeout=180)
         entry.version = champion.version
         print(

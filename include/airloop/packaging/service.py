@@ -24,6 +24,11 @@ exact model version it was built for (`bentoml get <bento tag>` shows them under
                         reads, where none is declared) and one that does not read gets a 400
     classes             multiclass only: the class values in the model's code order
     max_batch           the most records one request may carry
+    prediction_buckets  regression: the edges predictions are counted between in Prometheus
+    keys                {column: type} of the dataset keys that are not features: a record
+                        may carry them, to be logged (labels can be joined by them)
+    pii                 {column: "hash" | "drop"}: how the prediction log keeps personal data
+    log                 the prediction log's settings (config serving.log)
 
 The bento holds this file alone (not the airloop package), so it imports nothing from
 airloop (the model itself may: a model with date features ships airloop as MLflow code).
@@ -31,18 +36,24 @@ For development, serve it straight from source with the arguments in a YAML file
 `bentoml serve service.py:TabularModel --arg-file args.yaml`.
 
 API: POST /predict {"records": [{feature: value, ...}, ...]} returns, per record,
-{"prediction", "score", "model_name", "model_version"}; POST /predict_one {"record": {...}}
-returns one. Binary: prediction 0/1, score P(1). Regression: prediction the value, score
-null. Multiclass: prediction the likeliest class (its own JSON type), score its
-probability, and "probabilities" {class as text: probability} of every class. Both routes
+{"prediction", "score", "model_name", "model_version", "inference_id"}; POST /predict_one
+{"record": {...}} returns one. A record may carry its own "inference_id" (else one is made;
+"airloop_inference_id" where a column has that name) and the dataset's keys. Binary:
+prediction 0/1, score P(1). Regression: prediction the value, score null. Multiclass:
+prediction the likeliest class (its own JSON type), score its probability, and
+"probabilities" {class as text: probability} of every class. Both routes
 share adaptive batching: concurrent requests are scored together. A request that does not
 fit the schema (a missing or extra field, a wrong type, NaN or infinity, a value outside a
 column's `allowed:`, a date that does not read, more than max_batch records) gets a 400 that
 names the field. /readyz answers once the model is loaded; /metrics is Prometheus.
+
+Every answer is written to the prediction log (`prediction_sink`: asynchronous, bounded,
+never failing a request) where the server's environment names one ($AIRLOOP_PREDICTION_LOG).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -51,6 +62,11 @@ import numpy as np
 import pandas as pd
 from bentoml._internal.server.http import traffic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
+
+try:  # in a bento, the log's writer is shipped beside this file
+    import prediction_sink as sink  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # imported from the airloop package
+    from airloop.packaging import prediction_sink as sink
 
 # Where build_bento puts the MLflow model inside the BentoML model.
 MLFLOW_MODEL_FOLDER = "mlflow_model"
@@ -64,6 +80,19 @@ CATEGORICAL_TYPES = ("str", "bool")
 # request is split into batches.
 MAX_BATCH_SIZE = 32
 MAX_LATENCY_MS = 1000
+
+
+class LogArgs(BaseModel):
+    """The prediction log's settings (the config's serving.log); where it is written is the
+    server's environment ($AIRLOOP_PREDICTION_LOG), unless `location` names object storage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    sample_rate: float = Field(default=1.0, gt=0, le=1)
+    flush_seconds: float = Field(default=1.0, gt=0)
+    max_pending: int = Field(default=100_000, ge=1)
+    location: str | None = None
 
 
 class ServeArgs(BaseModel):
@@ -84,6 +113,21 @@ class ServeArgs(BaseModel):
     # bool before int: True stays a boolean class, 1 an integer one.
     classes: list[bool | int | str] | None = None
     max_batch: int = Field(default=1000, ge=1)
+    # Regression: edges of the buckets predictions are counted in (deciles of the model's
+    # predictions on its training data); none: counted as one.
+    prediction_buckets: list[float] = Field(default_factory=list)
+    # The dataset keys that are not features: a record may carry them (for joining labels
+    # by key); they are logged, never scored.
+    keys: dict[str, Literal["int", "float", "str", "bool", "date", "datetime"]] = Field(default_factory=dict)
+    pii: dict[str, Literal["hash", "drop"]] = Field(default_factory=dict)
+    log: LogArgs = Field(default_factory=lambda: LogArgs())
+
+    @property
+    def id_field(self) -> str:
+        """The record field that carries a caller's inference id (a column could be named
+        "inference_id")."""
+        taken = {*self.features, *self.keys}
+        return "inference_id" if "inference_id" not in taken else "airloop_inference_id"
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeArgs:
@@ -92,6 +136,12 @@ class ServeArgs(BaseModel):
             wrong = [name for name in getattr(self, key) if self.features.get(name) not in kinds]
             if wrong:
                 raise ValueError(f"{key}: {wrong} are not {' or '.join(kinds)} features")
+        unknown = [name for name in self.pii if name not in self.features and name not in self.keys]
+        if unknown:
+            raise ValueError(f"pii: {unknown} are neither features nor keys")
+        both = [name for name in self.keys if name in self.features]
+        if both:
+            raise ValueError(f"keys: {both} are features; only keys that are not features are listed")
         if self.task == "multiclass_classification":
             classes = self.classes or []
             if len(classes) < 2 or len({str(c) for c in classes}) != len(classes):
@@ -114,6 +164,8 @@ class Prediction(BaseModel):
     score: float | None
     model_name: str
     model_version: str
+    # The request's id, or a fresh one: what its label is joined by.
+    inference_id: str
 
 
 class ClassPrediction(BaseModel):
@@ -129,6 +181,7 @@ class ClassPrediction(BaseModel):
     probabilities: dict[str, float]
     model_name: str
     model_version: str
+    inference_id: str
 
 
 # Dates are text in JSON; record_model checks that they read as dates.
@@ -140,9 +193,10 @@ _PYTHON_TYPES: dict[str, type] = {
 def record_model(args: ServeArgs) -> type[BaseModel]:
     """A pydantic model of one input record.
 
-    Every feature is required, except nullable ones, which default to null; unknown keys
-    are rejected. A str feature with allowed values takes only those; a date feature is
-    text that must read as a date (in its declared format, if any).
+    Every feature is required, except nullable ones, which default to null; the dataset's
+    other keys and an inference id may be given; unknown fields are rejected. A str
+    feature with allowed values takes only those; a date feature is text that must read as
+    a date (in its declared format, if any).
     """
     fields: dict[str, Any] = {}
     for position, (name, kind) in enumerate(args.features.items()):
@@ -157,6 +211,10 @@ def record_model(args: ServeArgs) -> type[BaseModel]:
             fields[f"feature_{position}"] = (python_type | None, Field(default=None, alias=name))
         else:
             fields[f"feature_{position}"] = (python_type, Field(alias=name))
+    for position, (name, kind) in enumerate(args.keys.items()):
+        fields[f"key_{position}"] = (_PYTHON_TYPES[kind] | None, Field(default=None, alias=name))
+    identifier = Annotated[str, Field(min_length=1, max_length=128)]
+    fields["inference_id"] = (identifier | None, Field(default=None, alias=args.id_field))
     # NaN and infinity are not values any feature was trained on.
     config = ConfigDict(extra="forbid", allow_inf_nan=False)
     return create_model("Record", __config__=config, **fields)
@@ -296,23 +354,76 @@ def _dates(names: list[str], transformer: Any) -> Callable[[list[dict[str, Any]]
     return parts
 
 
-def _unseen_counter() -> Any:
-    """The process's counter of unseen categories.
+def _metric(kind: str, name: str, doc: str, labels: list[str], **options: Any) -> Any:
+    """The process's Prometheus metric `name` (created on first use).
 
     prometheus_client is imported here, in the serving worker, after BentoML has set up
-    its multiprocess directory, so /metrics collects the counter from every worker. A
+    its multiprocess directory, so /metrics collects the metric from every worker. A
     second service in one process (tests) gets the one already registered.
     """
     import prometheus_client
 
     try:
-        return prometheus_client.Counter(
-            UNSEEN_CATEGORIES,
+        return getattr(prometheus_client, kind)(name, doc, labels, **options)
+    except ValueError:  # already registered in this process
+        return prometheus_client.REGISTRY._names_to_collectors[name]  # noqa: SLF001
+
+
+class ServiceMetrics:
+    """airloop's metrics of one served model version (BentoML exports its own besides):
+    requests and their latency per route and status, predictions per class (or bucket of
+    the predicted value), unseen categories, and the prediction log's failures."""
+
+    def __init__(self, args: ServeArgs) -> None:
+        model, version = args.registered_name, args.registry_version
+        self.requests = _metric(
+            "Counter", "airloop_requests", "Requests answered, per route and HTTP status",
+            ["model", "version", "route", "code"],
+        )
+        self.latency = _metric(
+            "Histogram", "airloop_request_latency_seconds", "Time to answer a request, per route",
+            ["model", "version", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        predictions = _metric(
+            "Counter", "airloop_predictions", "Predictions, per class (or bucket of the predicted value)",
+            ["model", "version", "prediction"],
+        )
+        self.predicted = lambda label: predictions.labels(model, version, label)
+        self.unseen = _metric(
+            "Counter", UNSEEN_CATEGORIES,
             "Values of a categorical feature the model never saw in training (scored as unknown)",
             ["model", "version", "column"],
         )
-    except ValueError:  # already registered in this process
-        return prometheus_client.REGISTRY._names_to_collectors[UNSEEN_CATEGORIES]  # noqa: SLF001
+        self.log_errors = _metric(
+            "Counter", "airloop_prediction_log_errors", "Prediction log writes that failed",
+            ["model", "version"],
+        ).labels(model, version)
+        self.log_dropped = _metric(
+            "Counter", "airloop_prediction_log_dropped", "Predictions not logged: the log's buffer was full",
+            ["model", "version"],
+        ).labels(model, version)
+        self.logged = _metric(
+            "Counter", "airloop_prediction_log_written", "Predictions written to the prediction log",
+            ["model", "version"],
+        ).labels(model, version)
+        self.labels = (model, version)
+        self.buckets = list(args.prediction_buckets)
+
+    def bucket(self, value: float) -> str:
+        """The regression bucket a value falls in: "<= edge" of the first edge above it."""
+        import bisect
+
+        if not self.buckets:
+            return "value"
+        position = bisect.bisect_left(self.buckets, value)
+        if position == len(self.buckets):
+            return f"> {self.buckets[-1]:.4g}"
+        return f"<= {self.buckets[position]:.4g}"
+
+    def observe(self, route: str, code: int, seconds: float) -> None:
+        self.requests.labels(*self.labels, route, str(code)).inc()
+        self.latency.labels(*self.labels, route).observe(seconds)
 
 
 def _overloaded() -> Any:
@@ -322,6 +433,7 @@ def _overloaded() -> Any:
 
 
 ARGS = bentoml.use_arguments(ServeArgs)
+ID_FIELD = ARGS.id_field
 
 if TYPE_CHECKING:
     Record = BaseModel
@@ -332,9 +444,20 @@ else:
     Answer = ClassPrediction if ARGS.task == "multiclass_classification" else Prediction
 
 
+@functools.cache
+def service_metrics() -> ServiceMetrics:
+    """This worker's metrics, made once it serves (see `_metric`)."""
+    return ServiceMetrics(ARGS)
+
+
+# The routes whose requests are counted and timed (not /metrics, /readyz, ...).
+SCORING_ROUTES = {"/predict": "predict", "/predict_one": "predict_one"}
+
+
 class RequestTimeout:
     """BentoML's `traffic.timeout` (a 504 for a request not answered in time), with its timer
-    cancelled once the request is answered.
+    cancelled once the request is answered; and where each scoring request is counted and
+    timed, with the status it got (a 400 included, which never reaches the API).
 
     BentoML's own never cancels it: every request's context stayed alive for the whole
     timeout, ~300k objects under load at 60 s, and each full GC pause took 300-400 ms (the
@@ -348,12 +471,14 @@ class RequestTimeout:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         import asyncio
+        import time
 
-        answering = False
+        answering, status, started = False, 500, time.perf_counter()
 
         async def answer(message: dict) -> None:
-            nonlocal answering
-            answering = True
+            nonlocal answering, status
+            if message["type"] == "http.response.start":
+                answering, status = True, message["status"]
             await send(message)
 
         handler = asyncio.ensure_future(self.app(scope, receive, answer))
@@ -375,8 +500,12 @@ class RequestTimeout:
             await send({"type": "http.response.start", "status": 504,
                         "headers": [(b"content-type", b"application/json")]})  # fmt: skip
             await send({"type": "http.response.body", "body": body})
+            status = 504
         finally:
             timer.cancel()
+            route = SCORING_ROUTES.get(scope.get("path", ""))
+            if route is not None:
+                service_metrics().observe(route, status, time.perf_counter() - started)
 
 
 # One worker process per core: a worker's event loop, not the model, is the bottleneck.
@@ -408,11 +537,12 @@ class TabularModel:
         else:
             self.inputs, self.model = (lambda rows: feature_frame(rows, ARGS)), pipeline
         self.answers = _answerer(self.model)
-        counter = _unseen_counter()
+        self.metrics = service_metrics()
         self.watched = [
-            (name, frozenset(values), counter.labels(ARGS.registered_name, ARGS.registry_version, name))
+            (name, frozenset(values), self.metrics.unseen.labels(*self.metrics.labels, name))
             for name, values in ARGS.trained_categories.items()
         ]
+        self.log = _prediction_log(self.metrics)
         # /predict_one's records go through BentoML's adaptive batching as /predict's do,
         # in a queue of their own (BentoML batches an API only when its argument is the
         # batch). Unbatched, each request was one model call in a thread of its own: 1.05 ms
@@ -442,8 +572,10 @@ class TabularModel:
         return answer
 
     @bentoml.on_shutdown
-    def _stop_batching(self) -> None:
+    def _stop(self) -> None:
         self.dispatcher.shutdown()
+        if self.log is not None:
+            self.log.close()
 
     async def _score_batch(self, records: Sequence[Any]) -> list[Any]:
         import anyio.to_thread
@@ -460,26 +592,75 @@ class TabularModel:
             # worker: out of the collector's sight, a full GC scans requests, not libraries.
             gc.freeze()
             self.warm = True
+        import time
+
         rows = [r.model_dump(by_alias=True) for r in records]
+        ids = [r.pop(ID_FIELD) or sink.new_inference_id() for r in rows]
         for name, known, unseen in self.watched:
             count = sum(1 for r in rows if r[name] is not None and r[name] not in known)
             if count:
                 unseen.inc(count)
-        return self.answers(self.inputs(rows))
+        started = time.perf_counter()
+        answers = self.answers(self.inputs(rows), ids)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._count(answers)
+        if self.log is not None:
+            self.log.append(_answered(answers, rows, ids, latency_ms))
+        return answers
+
+    def _count(self, answers: list[Any]) -> None:
+        from collections import Counter
+
+        if ARGS.task == "regression":
+            labels = Counter(self.metrics.bucket(a.prediction) for a in answers)
+        else:
+            labels = Counter(str(a.prediction) for a in answers)
+        for label, count in labels.items():
+            self.metrics.predicted(label).inc(count)
 
 
-def _answerer(model: Any) -> Callable[[Any], list[Any]]:
+def _prediction_log(metrics: ServiceMetrics) -> Any:
+    """The worker's prediction log writer, or None where none is configured (a log location
+    is the server's to give: the skew check and tests serve without one)."""
+    import logging
+    import os
+
+    location = ARGS.log.location or os.environ.get(sink.LOG_LOCATION_ENV)
+    if not ARGS.log.enabled or not location:
+        logging.getLogger(__name__).info("prediction log off (no %s)", sink.LOG_LOCATION_ENV)
+        return None
+    key = sink.pii_key_from_env()
+    schema = sink.log_schema(ARGS.task, ARGS.features, ARGS.keys, ARGS.pii, hashing=key is not None)
+    return sink.PredictionLog(
+        location, schema, ARGS.registered_name, ARGS.registry_version,
+        flush_seconds=ARGS.log.flush_seconds, max_pending=ARGS.log.max_pending,
+        sample_rate=ARGS.log.sample_rate, pii_key=key,
+        on_written=metrics.logged.inc, on_error=lambda error: metrics.log_errors.inc(),
+        on_dropped=metrics.log_dropped.inc,
+    )  # fmt: skip
+
+
+def _answered(answers: list[Any], rows: list[dict[str, Any]], ids: list[str], latency_ms: float) -> Any:
+    multiclass = ARGS.task == "multiclass_classification"
+    return sink.AnsweredBatch(
+        sink.now_ms(), latency_ms, ids, rows,
+        [a.prediction for a in answers], [a.score for a in answers],
+        [a.probabilities for a in answers] if multiclass else None,
+    )  # fmt: skip
+
+
+def _answerer(model: Any) -> Callable[[Any, list[str]], list[Any]]:
     """The answers to a batch's model inputs, per ARGS.task (plain Python per record)."""
     name, version = ARGS.registered_name, ARGS.registry_version
     if ARGS.task == "binary_classification":
 
-        def binary(inputs: Any) -> list[Any]:
+        def binary(inputs: Any, ids: list[str]) -> list[Any]:
             scores = np.asarray(model.predict_proba(inputs))[:, 1].tolist()
             return [
                 Prediction.model_construct(
-                    prediction=int(p >= 0.5), score=p, model_name=name, model_version=version
+                    prediction=int(p >= 0.5), score=p, model_name=name, model_version=version, inference_id=i
                 )
-                for p in scores
+                for p, i in zip(scores, ids, strict=True)
             ]
 
         return binary
@@ -487,7 +668,7 @@ def _answerer(model: Any) -> Callable[[Any], list[Any]]:
         classes = list(ARGS.classes or [])
         keys = [str(c) for c in classes]
 
-        def multiclass(inputs: Any) -> list[Any]:
+        def multiclass(inputs: Any, ids: list[str]) -> list[Any]:
             table = np.asarray(model.predict_proba(inputs), dtype="float64")
             best = table.argmax(axis=1).tolist()
             return [
@@ -497,17 +678,20 @@ def _answerer(model: Any) -> Callable[[Any], list[Any]]:
                     probabilities=dict(zip(keys, row, strict=True)),
                     model_name=name,
                     model_version=version,
+                    inference_id=i,
                 )
-                for b, row in zip(best, table.tolist(), strict=True)
+                for b, row, i in zip(best, table.tolist(), ids, strict=True)
             ]
 
         return multiclass
 
-    def regression(inputs: Any) -> list[Any]:
+    def regression(inputs: Any, ids: list[str]) -> list[Any]:
         values = np.asarray(model.predict(inputs), dtype="float64").tolist()
         return [
-            Prediction.model_construct(prediction=v, score=None, model_name=name, model_version=version)
-            for v in values
+            Prediction.model_construct(
+                prediction=v, score=None, model_name=name, model_version=version, inference_id=i
+            )
+            for v, i in zip(values, ids, strict=True)
         ]
 
     return regression

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from airloop.ops.stack import free_port
+from airloop.packaging.prediction_sink import LOG_LOCATION_ENV, PII_KEY_ENV
 from airloop.paths import StatePaths
 
 
@@ -30,12 +31,17 @@ def post_json(url: str, body: Any, timeout: float = 30) -> Any:
 
 
 @contextmanager
-def served_bento(tag: str, paths: StatePaths, log: Path, timeout: float = 90) -> Iterator[str]:
+def served_bento(
+    tag: str, paths: StatePaths, log: Path, timeout: float = 90, prediction_log: Path | None = None
+) -> Iterator[str]:
     """Yield the base URL of `tag` served from paths.bentoml_home; raise with the log's tail
-    if it does not become ready within `timeout` seconds."""
+    if it does not become ready within `timeout` seconds. Its answers are written to
+    `prediction_log` if given (the skew check's are not: they are no traffic)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as output:
-        server, base = start_bento_server(tag, paths, "127.0.0.1", free_port(), output, cwd=log.parent)
+        server, base = start_bento_server(
+            tag, paths, "127.0.0.1", free_port(), output, cwd=log.parent, prediction_log=prediction_log
+        )
         try:
             wait_ready(base, server, timeout, log)
             yield base
@@ -44,12 +50,23 @@ def served_bento(tag: str, paths: StatePaths, log: Path, timeout: float = 90) ->
 
 
 def start_bento_server(
-    tag: str, paths: StatePaths, host: str, port: int, output: IO[bytes] | None, cwd: Path | None = None
+    tag: str,
+    paths: StatePaths,
+    host: str,
+    port: int,
+    output: IO[bytes] | None,
+    cwd: Path | None = None,
+    prediction_log: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`bentoml serve tag` in its own process group (its workers stop with it); output to
-    `output` (None: this process's). Returns the process and the base URL to call."""
+    `output` (None: this process's), answers logged to `prediction_log` (None: not logged,
+    unless the bento's config names object storage). Returns the process and the base URL."""
     bentoml_cli = Path(sys.executable).with_name("bentoml")
     env = {**os.environ, "BENTOML_HOME": str(paths.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    env.pop(LOG_LOCATION_ENV, None)
+    if prediction_log is not None:
+        env[LOG_LOCATION_ENV] = str(prediction_log)
+        env.setdefault(PII_KEY_ENV, pii_key(paths))
     server = subprocess.Popen(
         [str(bentoml_cli), "serve", tag, "--host", host, "--port", str(port)],
         env=env,
@@ -89,3 +106,19 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
 
 def _tail(log: Path | None) -> str:
     return log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else "(see its output)"
+
+
+def pii_key(paths: StatePaths) -> str:
+    """The deployment's key for hashing personal data in prediction logs ($AIRLOOP_PII_KEY
+    wins): made once, kept readable by its owner only."""
+    import secrets
+
+    if os.environ.get(PII_KEY_ENV):
+        return os.environ[PII_KEY_ENV]
+    path = paths.pii_key_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
