@@ -23,17 +23,22 @@ def asset_kind(asset_name: str) -> str:
     return asset_name.rpartition(".")[2]
 
 
+KINDS = ("validated_data", "drift_detected", "champion_model", "batch_scores", "labelled_predictions")
+
+
 @dataclass(frozen=True)
 class ModelAssets:
     validated_data: Asset
     drift_detected: Asset
     champion_model: Asset
+    # score_batch's outputs, for downstream consumers.
+    batch_scores: Asset
+    # New labels joined to the prediction log: live performance can be measured again.
+    labelled_predictions: Asset
 
     @classmethod
     def of(cls, model: str) -> ModelAssets:
-        return cls(
-            *(model_asset(model, kind) for kind in ("validated_data", "drift_detected", "champion_model"))
-        )
+        return cls(*(model_asset(model, kind) for kind in KINDS))
 
     @property
     def triggers(self) -> tuple[Asset, Asset]:

@@ -19,6 +19,7 @@ from airloop.orchestration.stages import (
     continuous_training,
     extract_sql,
     ingest_data,
+    join_labels,
     monitor_drift,
     rollback_champion,
 )
@@ -31,6 +32,7 @@ BUILDERS = {
     "continuous_training": continuous_training.build,
     "monitor_drift": monitor_drift.build,
     "rollback_champion": rollback_champion.build,
+    "join_labels": join_labels.build,
 }
 assert tuple(BUILDERS) == STAGES
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 # The stages each model runs, one DAG each.
-STAGES = ("ingest_data", "extract_sql", "continuous_training", "monitor_drift", "rollback_champion")
+STAGES = (
+    "ingest_data",
+    "extract_sql",
+    "continuous_training",
+    "monitor_drift",
+    "rollback_champion",
+    "join_labels",
+)
 SEPARATOR = "__"
 
 

@@ -19,6 +19,7 @@ RUN_PARAMS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
     "ingest_data": {},
     "extract_sql": {},
     "rollback_champion": {},
+    "join_labels": {},
     "continuous_training": {
         "model_params": (
             "model",
@@ -66,6 +67,19 @@ RUN_PARAMS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
                 "title": "Current window (partitions)",
                 "description": "How many of the newest validated partitions to compare with the "
                 "champion's training data (drift.window_partitions). Empty: the config's.",
+            },
+        ),
+        "current": (
+            "drift",
+            "current",
+            {
+                "default": None,
+                "type": ["null", "string"],
+                "enum": [None, "ingested", "served", "both"],
+                "title": "Current window",
+                "description": "ingested: the newest validated partitions; served: what the champion "
+                "was asked (the prediction log) and its live performance; both (drift.current). "
+                "Empty: the config's.",
             },
         ),
     },

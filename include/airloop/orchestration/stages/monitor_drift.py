@@ -1,12 +1,17 @@
-"""Monitor drift: compare the champion's training data with the newest validated window.
+"""Monitor drift: compare the champion's training data with the newest validated window,
+or with what the served champion was asked (`drift.current`: ingested, served or both).
 
-Runs on the configured schedule and whenever the model's new data is validated. The
+Runs on the configured schedule, whenever the model's new data is validated, and whenever
+new labels are joined to its predictions. The
 reference is the champion's own training set, profiled when it was trained and logged with
 its run (or, for an older model, counted from the DVC hash tagged on its registry version).
-The current window is the newest `drift.window_partitions` partitions. Three checks: data
+The ingested window is the newest `drift.window_partitions` partitions; the served one the
+prediction log's last `drift.served_hours` of the champion version. Three checks: data
 drift (Evidently's tests per column, methods and thresholds from config), prediction drift
 (the champion's scores on the window vs on its training data), and, for rows whose labels
-have arrived, performance drift (the champion's metric vs what it scored at evaluation).
+have arrived, performance drift (the champion's metric vs what it scored at evaluation; on
+served traffic, what it answered against the labels joined since). Served checks also
+report the share of unseen categories and of values outside the training range.
 
 Each check keeps its Evidently report (HTML and JSON, under the model's reports/drift and in
 the Evidently workspace `<state>/evidently`, project `<model>`: `evidently ui --workspace`
@@ -29,7 +34,7 @@ def build(model: ModelWiring) -> DAG:
         **model.dag_args("monitor_drift", "monitoring", __doc__),
         schedule=AssetOrTimeSchedule(
             timetable=CronTriggerTimetable(config.schedules.monitor_drift, timezone="UTC"),
-            assets=model.assets.validated_data,
+            assets=model.assets.validated_data | model.assets.labelled_predictions,
         ),
         params=model.run_params("monitor_drift"),
     )

@@ -1,0 +1,243 @@
+"""Ground truth that arrives later, joined to what the model answered.
+
+A labels file (CSV or Parquet, in `labels.source.location`, else the model's labels landing)
+holds, per row, the inference id the service returned (`labels.id_column`), or the
+dataset's keys, the label (the target column) and when it was known (`labels.time_column`).
+Each file becomes one joined partition, `data/labelled/<file>-<hash>.parquet`, versioned with
+DVC: the log's answer (version, prediction, score, when) beside the label, and the features
+as served. The file then moves to `labels/joined/` (a bad one to `labels/quarantine/`),
+never deleted, with a report of what happened to every row:
+
+    joined        labels matched to a logged prediction
+    unmatched     no prediction was logged with that id (or keys) in the last max_age_days
+    duplicates    a later label of the same prediction in the file replaced them
+    wrong_type    the label does not read as the target's type
+    missing       no label at all
+
+A label of a prediction already labelled in an earlier file is joined again: the later one
+(by its time) is what live performance counts (`labelled_predictions`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from airloop.config import AirloopConfig
+from airloop.paths import StatePaths
+
+LABELLED_AT = "labelled_at"
+LABEL_FILE_SUFFIXES = (".csv", ".parquet")
+
+
+class LabelsFileRejected(ValueError):
+    """A labels file that cannot be joined at all (its rows are not labels of this model)."""
+
+
+def labels_landing(config: AirloopConfig, paths: StatePaths) -> Path:
+    location = getattr(config.labels.source, "location", None)
+    return Path(location) if location and "://" not in location else paths.labels_landing
+
+
+def pending_labels(config: AirloopConfig, paths: StatePaths) -> list[Path]:
+    """Landed labels files, oldest name first (dot-names are still being written)."""
+    landing = labels_landing(config, paths)
+    pattern = config.labels.source.pattern
+    return sorted(p for p in landing.glob(pattern) if p.is_file() and p.suffix in LABEL_FILE_SUFFIXES)
+
+
+def extract_labels(config: AirloopConfig, paths: StatePaths, period_start: datetime | None) -> Path | None:
+    """A SQL labels source: land the labels of the day `period_start` falls in (bound to
+    `:partition` as YYYY-MM-DD; today when None) for joining. Files sources: nothing to do."""
+    from airloop.config import SqlSource
+    from airloop.data.sources import connection_uri, extract_partition
+
+    source = config.labels.source
+    if not isinstance(source, SqlSource):
+        return None
+    day = f"{period_start or datetime.now(UTC):%Y-%m-%d}"
+    return extract_partition(source, day, connection_uri(source.conn_id), labels_landing(config, paths))
+
+
+def join_pending_labels(
+    config: AirloopConfig, paths: StatePaths, now: datetime | None = None
+) -> dict[str, Any]:
+    """Join every pending labels file; returns {files, joined rows, each file's report}."""
+    reports = [join_labels_file(config, paths, path, now) for path in pending_labels(config, paths)]
+    return {
+        "files": len(reports),
+        "joined": sum(r.get("joined", 0) for r in reports),
+        "partitions": [r["partition"] for r in reports if r.get("partition")],
+        "reports": reports,
+    }
+
+
+def join_labels_file(
+    config: AirloopConfig, paths: StatePaths, path: Path, now: datetime | None = None
+) -> dict[str, Any]:
+    """Join one labels file to the prediction log (see the module docstring); never raises
+    for bad rows or a bad file: they are counted, or the file is quarantined with the reason."""
+    from airloop.data.versioning import version_file
+    from airloop.production.predictions import read_log, served_frame
+
+    now = now or datetime.now(UTC)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    output = paths.labelled / f"{path.stem}-{digest}.parquet"
+    report: dict[str, Any] = {"file": path.name, "partition": None}
+    try:
+        labels, counts = read_labels(config, path, now)
+    except LabelsFileRejected as rejected:
+        return _finish(paths, path, {**report, "status": "rejected", "reason": str(rejected)}, "quarantine")
+    if output.exists():
+        return _finish(
+            paths, path, {**report, "status": "already_joined", "partition": output.name}, "joined"
+        )
+    log = served_frame(read_log(config, paths, since=now - timedelta(days=config.labels.max_age_days)))
+    joined, unmatched = match_predictions(config, paths, labels, log)
+    counts.update(joined=len(joined), unmatched=unmatched)
+    report.update(status="joined", counts=counts)
+    if len(joined):
+        paths.labelled.mkdir(parents=True, exist_ok=True)
+        scratch = output.with_name(f".{output.name}")
+        joined.to_parquet(scratch, index=False)
+        scratch.rename(output)
+        report.update(partition=output.name, dvc_hash=version_file(output, paths), joined=len(joined))
+    return _finish(paths, path, report, "joined")
+
+
+def read_labels(
+    config: AirloopConfig, path: Path, now: datetime
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The file's usable labels, one per prediction (the latest), and the counts of the rest.
+
+    Columns: the id column or the keys (as text), the target (as the target's type), and
+    `labelled_at` (UTC). Raises LabelsFileRejected when the file does not read or lacks
+    the columns to join or the label.
+    """
+    target = config.dataset.target.column
+    frame = _read_file(path)
+    by = join_columns(config, frame)
+    if target not in frame.columns:
+        raise LabelsFileRejected(f"{path.name} has no label column {target!r} (dataset.target.column)")
+    counts = {"rows": len(frame)}
+    frame = frame.copy()
+    for column in by:
+        frame[column] = _as_key(frame[column])
+    present = frame[target].notna()
+    label = _as_label(frame[target], config.dataset.columns[target].type)
+    counts["missing"] = int((~present).sum())
+    counts["wrong_type"] = int((present & label.isna()).sum())
+    frame[target] = label
+    frame[LABELLED_AT] = _label_times(config, frame, now)
+    frame = frame[label.notna() & frame[by].notna().all(axis=1)]
+    latest = frame.sort_values(LABELLED_AT, kind="stable").drop_duplicates(by, keep="last")
+    counts["duplicates"] = len(frame) - len(latest)
+    return latest[[*by, target, LABELLED_AT]].reset_index(drop=True), counts
+
+
+def join_columns(config: AirloopConfig, frame: pd.DataFrame) -> list[str]:
+    """What the file's labels are matched by: the inference id, else all the dataset's keys."""
+    id_column = config.labels.id_column
+    if id_column in frame.columns:
+        return [id_column]
+    keys = list(config.dataset.keys)
+    if keys and all(k in frame.columns for k in keys):
+        return keys
+    wanted = f"an {id_column!r} column (labels.id_column)"
+    if keys:
+        wanted += f" or the dataset's keys {keys}"
+    raise LabelsFileRejected(f"the labels have {wanted}; found columns {list(frame.columns)}")
+
+
+def match_predictions(
+    config: AirloopConfig, paths: StatePaths, labels: pd.DataFrame, log: pd.DataFrame
+) -> tuple[pd.DataFrame, int]:
+    """(labels joined to their logged predictions, how many labels matched none)."""
+    from airloop.packaging.prediction_sink import pii_hasher
+    from airloop.packaging.serving import pii_key
+    from airloop.production.predictions import pii_hashed
+
+    by = join_columns(config, labels)
+    if by == [config.labels.id_column]:
+        left, right = labels.rename(columns={by[0]: "inference_id"}), ["inference_id"]
+    else:
+        left, right = labels.copy(), by
+        # The log keeps hashed keys: the labels' keys are hashed alike to meet them.
+        hash_value = pii_hasher(pii_key(paths).encode())
+        for key in set(by) & pii_hashed(config, paths):
+            left[key] = left[key].map(hash_value)
+    if log.empty or any(c not in log.columns for c in right):
+        return pd.DataFrame(), len(labels)
+    log = log.copy()
+    for column in right:
+        log[column] = _as_key(log[column])
+    target = config.dataset.target.column
+    # A prediction logged twice (served, then rescored in a batch) is one label each.
+    answers = log.drop(columns=[target], errors="ignore")
+    joined = left.merge(answers, on=right, how="inner", validate="one_to_many")
+    matched = left.merge(answers[right].drop_duplicates(), on=right, how="inner")
+    return joined.reset_index(drop=True), len(labels) - len(matched)
+
+
+def labelled_predictions(paths: StatePaths) -> pd.DataFrame:
+    """Every joined label, the latest one per prediction (by labelled_at); empty if none."""
+    files = sorted(paths.labelled.glob("*.parquet")) if paths.labelled.is_dir() else []
+    if not files:
+        return pd.DataFrame()
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame = frame.sort_values(LABELLED_AT, kind="stable")
+    return frame.drop_duplicates(["inference_id", "role"], keep="last", ignore_index=True)
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        # Ids and keys are compared as text: read everything as text, type the label after.
+        return pd.read_csv(path, dtype=str, keep_default_na=True)
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        raise LabelsFileRejected(f"{path.name} does not read as {path.suffix[1:]}: {error}") from None
+
+
+def _as_key(values: pd.Series) -> pd.Series:
+    """Join keys as text, an integral float (an int column read with nulls) as the int."""
+    from airloop.data.labels import label_keys
+
+    return label_keys(values)
+
+
+def _as_label(values: pd.Series, kind: str) -> pd.Series:
+    """The labels as the target column's type; null where one does not read as it."""
+    if kind in ("int", "float"):
+        numbers = pd.to_numeric(values, errors="coerce")
+        if kind == "int":
+            numbers = numbers.where(numbers.isna() | (numbers == numbers.round()))
+        return numbers.astype("float64")
+    if kind == "bool":
+        text = values.map(lambda v: str(v).strip().lower(), na_action="ignore")
+        return text.map({"true": True, "false": False, "1": True, "0": False}).astype(object)
+    return values.map(str, na_action="ignore").astype(object)
+
+
+def _label_times(config: AirloopConfig, frame: pd.DataFrame, now: datetime) -> pd.Series:
+    column = config.labels.time_column
+    if column is None or column not in frame.columns:
+        return pd.Series(pd.Timestamp(now), index=frame.index)
+    times = pd.to_datetime(frame[column], errors="coerce", utc=True)
+    return times.fillna(pd.Timestamp(now))
+
+
+def _finish(paths: StatePaths, path: Path, report: dict[str, Any], folder: str) -> dict[str, Any]:
+    """Move the labels file out of landing (kept, never deleted) and write its report."""
+    kept = paths.model_home / "labels" / folder
+    kept.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), kept / path.name)
+    record = paths.report_dir("labels") / f"{path.stem}.json"
+    record.write_text(json.dumps(report, indent=2, default=str))
+    return {**report, "report_path": str(record)}

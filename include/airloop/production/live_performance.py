@@ -1,0 +1,79 @@
+"""Live performance: how right the served model was, from the labels joined to its answers.
+
+Scored on what the model answered at the time (the logged score or prediction), never on a
+re-scoring, so it is what callers got. Per model version per day for the history, and for
+the champion version as a whole against what it scored at evaluation: a fall of more than
+`drift.max_metric_drop` is the performance drop continuous training answers.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airloop.config import AirloopConfig, Label
+from airloop.data.labels import class_key, labelled_mask, labels
+from airloop.evaluation.metrics import metric_value
+from airloop.monitoring.performance import PerformanceCheck, check_performance
+
+
+def logged_scores(frame: pd.DataFrame, config: AirloopConfig, classes: list[Label] | None) -> np.ndarray:
+    """The answers in the log as `model_scores` gives them: P(1), the value, or a matrix of
+    class probabilities in `classes`' order."""
+    if config.task == "binary_classification":
+        return frame["score"].to_numpy(dtype="float64")
+    if config.task == "regression":
+        return frame["prediction"].to_numpy(dtype="float64")
+    keys = [class_key(c) for c in classes or []]
+    rows = [json.loads(p) if isinstance(p, str) else {} for p in frame["probabilities"]]
+    return np.array([[row.get(k, 0.0) for k in keys] for row in rows], dtype="float64").reshape(-1, len(keys))
+
+
+def champion_performance(
+    config: AirloopConfig,
+    labelled: pd.DataFrame,
+    version: str,
+    expected: float | None,
+    classes: list[Label] | None = None,
+) -> PerformanceCheck:
+    """The champion version's gate metric on its labelled answers vs `expected` (its eval
+    score); a skip with the reason when there are too few labels or none of this version."""
+    rows = labelled[labelled["model_version"].astype(str) == str(version)] if len(labelled) else labelled
+    if not len(rows):
+        empty = pd.DataFrame({config.dataset.target.column: pd.Series(dtype=object)})
+        return check_performance(config, expected, empty, np.empty(0), classes)
+    return check_performance(config, expected, rows, logged_scores(rows, config, classes), classes)
+
+
+def daily_performance(
+    config: AirloopConfig, labelled: pd.DataFrame, classes_of: dict[str, list[Label] | None]
+) -> list[dict[str, Any]]:
+    """[{model_version, day, rows, <gate metric>}] per version per day answered, oldest first.
+
+    `classes_of` gives each version's classes (multiclass); a day whose metric cannot be
+    computed (one class only) has the metric None.
+    """
+    if not len(labelled):
+        return []
+    metric = config.gate.metric
+    days = pd.to_datetime(labelled["served_at"], utc=True).dt.strftime("%Y-%m-%d")
+    out = []
+    for (version, day), rows in labelled.groupby([labelled["model_version"].astype(str), days], sort=True):
+        classes = classes_of.get(str(version))
+        known = labelled_mask(rows, config, classes)
+        value = None
+        if known.any():
+            truth = labels(rows[known], config, classes).to_numpy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    value = float(metric_value(metric, truth, logged_scores(rows, config, classes)[known]))
+                except ValueError:
+                    value = None
+        out.append({"model_version": str(version), "day": day, "rows": int(known.sum()),
+                    metric: value if value is not None and np.isfinite(value) else None})  # fmt: skip
+    return out

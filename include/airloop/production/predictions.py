@@ -1,0 +1,102 @@
+"""Reading a model's prediction log (written by `airloop.packaging.prediction_sink`).
+
+The log is many small append-only Parquet files, partitioned by date and hour. Readers
+see each prediction once: rows are keyed by (inference_id, role), so a file read twice
+(while `compact` replaces an hour's files by one) is no double count.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from airloop.config import AirloopConfig
+from airloop.packaging.prediction_sink import FEATURE_PREFIX, KEY_PREFIX, hashed_columns
+from airloop.paths import StatePaths
+
+# Columns every log row has, besides its features and keys.
+META_COLUMNS = (
+    "inference_id", "served_at", "model_name", "model_version", "role", "latency_ms",
+    "prediction", "score", "probabilities",
+)  # fmt: skip
+
+
+def log_location(config: AirloopConfig, paths: StatePaths) -> str:
+    """Where the model's log is: the configured object storage, else the model's state."""
+    return config.serving.log.location or str(paths.prediction_log)
+
+
+def log_files(root: str, since: datetime | None = None) -> list[str]:
+    """The log's files (oldest first), from the hour of `since` on; a local root only
+    lists what is there, an object-storage URL is listed through pyarrow's filesystems."""
+    import pyarrow.fs
+
+    filesystem, base = pyarrow.fs.FileSystem.from_uri(root if "://" in root else str(Path(root).resolve()))
+    selector = pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True)
+    first = f"date={since:%Y-%m-%d}/hour={since:%H}" if since else ""
+    files = []
+    for info in filesystem.get_file_info(selector):
+        relative = info.path[len(base.rstrip("/")) + 1 :]
+        name = relative.rpartition("/")[2]
+        if info.type != pyarrow.fs.FileType.File or name.startswith(".") or not name.endswith(".parquet"):
+            continue
+        if relative[: len(first)] >= first:
+            files.append(info.path)
+    return sorted(files)
+
+
+def read_log(
+    config: AirloopConfig,
+    paths: StatePaths,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    roles: tuple[str, ...] = ("served", "batch"),
+) -> pd.DataFrame:
+    """The logged predictions answered in [since, until), each once; empty (with the meta
+    columns) when there are none. Features stay prefixed ("feature.<column>"); see
+    `served_frame` for the dataset's own column names."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs
+
+    root = log_location(config, paths)
+    files = log_files(root, since)
+    if not files:
+        return pd.DataFrame(columns=list(META_COLUMNS))
+    filesystem, _ = pyarrow.fs.FileSystem.from_uri(root if "://" in root else str(Path(root).resolve()))
+    # A retrained model may log other columns: each file keeps its own; missing ones are null.
+    schemas = [ds.dataset(f, format="parquet", filesystem=filesystem).schema for f in files]
+    dataset = ds.dataset(files, format="parquet", filesystem=filesystem, schema=pa.unify_schemas(schemas))
+    condition = ds.field("role").isin(list(roles))
+    if since is not None:
+        condition &= ds.field("served_at") >= pa.scalar(_utc(since), pa.timestamp("ms", tz="UTC"))
+    if until is not None:
+        condition &= ds.field("served_at") < pa.scalar(_utc(until), pa.timestamp("ms", tz="UTC"))
+    frame = dataset.to_table(filter=condition).to_pandas()
+    return frame.drop_duplicates(["inference_id", "role"], ignore_index=True)
+
+
+def served_frame(log: pd.DataFrame) -> pd.DataFrame:
+    """The log's rows with the dataset's column names: its features and keys, unprefixed."""
+    names = {c: c.partition(".")[2] for c in log.columns if c.startswith((FEATURE_PREFIX, KEY_PREFIX))}
+    return log.rename(columns=names)
+
+
+def recent(hours: float, now: datetime | None = None) -> datetime:
+    return (now or datetime.now(UTC)) - timedelta(hours=hours)
+
+
+def pii_hashed(config: AirloopConfig, paths: StatePaths) -> set[str]:
+    """The dataset columns the log holds as keyed hashes (from the newest file's schema)."""
+    import pyarrow.parquet as pq
+
+    files = log_files(log_location(config, paths))
+    if not files:
+        return set()
+    return {name.partition(".")[2] for name in hashed_columns(pq.read_schema(files[-1]))}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
