@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := False
 # Eight months of both demo models fit 10 minutes on 2 cores; MONTHS=1-12 replays the year.
 MONTHS ?= 1-8
 
-.PHONY: install demo test test-fast lint up down status clean mlflow-ui bench-serving browser
+.PHONY: install demo test test-fast lint up down status clean mlflow-ui bench-serving browser prometheus
 
 install: $(STAMP)
 
@@ -32,6 +32,19 @@ WRK := /usr/bin/wrk
 $(WRK):
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
+# Service-health monitoring runs a real Prometheus: Debian's package, unpacked into .tools/
+# (git-ignored). `apt-get download` and `dpkg -x` need no root, so `make demo` never asks.
+PROMETHEUS := .tools/prometheus/usr/bin/prometheus
+
+prometheus: $(PROMETHEUS)
+
+$(PROMETHEUS):
+	mkdir -p .tools
+	cd .tools && rm -f prometheus_*.deb && apt-get download -q prometheus
+	dpkg -x .tools/prometheus_*.deb .tools/prometheus
+	rm -f .tools/prometheus_*.deb
+	touch $@
+
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: no Python 3.11-3.13 found; set PYTHON=/path/to/python3" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,10 +56,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 # Set up and run the whole loop on the embedded default (from an empty $(AIRLOOP_HOME)) for
 # every demo model side by side (flights and weather), then print what happened per model.
-demo: install
+demo: install $(PROMETHEUS)
 	$(BIN)/airloop demo run --fresh --months $(MONTHS) $(if $(KEEP_RUNNING),--keep-running)
 
-test: install browser lint
+test: install browser lint $(PROMETHEUS)
 	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests
 
 # Everything but the end-to-end tests through the real scheduler and the real-table suite.

@@ -475,6 +475,166 @@ def _compose_command() -> list[str] | None:
     return None
 
 
+# --------------------------------------------------------------------------- monitoring
+
+DEPLOY = ROOT / "deploy"
+# What deploy/prometheus/alert_rules.yml is rendered with (its header says so).
+COMPOSE_LATENCY_MS = 50
+COMPOSE_NO_TRAFFIC_MINUTES = 30
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """{path in the container: path in the repository} of a service's bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            mounts[target] = ROOT / source
+    return mounts
+
+
+def _in_container(service: dict[str, Any], path: str) -> Path:
+    """The repository file that the service sees at `path` (through a bind mount)."""
+    for target, source in _mounts(service).items():
+        if path == target or path.startswith(target.rstrip("/") + "/"):
+            return source / path[len(target) :].lstrip("/")
+    raise AssertionError(f"nothing is mounted at {path}")
+
+
+def _serving_ports(services: dict[str, dict[str, Any]]) -> dict[str, int]:
+    from airloop.cli import build_parser
+    from airloop.packaging.champion_server import serving_ports
+
+    args = build_parser().parse_args(services["airloop-serving"]["command"][3:])
+    deployment = _image_deployment()
+    return serving_ports([deployment.models[name] for name in deployment.names()], args.port)
+
+
+def _prometheus_config(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    prometheus = services["prometheus"]
+    (flag,) = [arg for arg in prometheus["command"] if arg.startswith("--config.file=")]
+    return yaml.safe_load(_in_container(prometheus, flag.split("=", 1)[1]).read_text())
+
+
+@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+def test_monitoring_images_are_pinned(name: str, services: dict[str, dict[str, Any]]) -> None:
+    image = services[name]["image"]
+    repository = {"prometheus": "prom/prometheus", "grafana": "grafana/grafana"}[name]
+    match = re.fullmatch(rf"{re.escape(repository)}:(?P<tag>v?\d+\.\d+\.\d+)", image)
+    assert match, f"{name}: pin {repository} to an exact version tag, not {image!r}"
+    assert "healthcheck" in services[name], name
+    for target, source in _mounts(services[name]).items():
+        assert source.exists(), f"{name} mounts {source} at {target}: missing"
+        assert source.is_relative_to(DEPLOY), f"{name}: provisioning files live in deploy/, not {source}"
+
+
+def test_prometheus_scrapes_every_models_serving_port(services: dict[str, dict[str, Any]]) -> None:
+    from airloop.ops.prometheus import scrape_config
+
+    ports = _serving_ports(services)
+    config = _prometheus_config(services)
+    # The jobs airloop.ops.prometheus writes, for airloop-serving's ports.
+    expected = scrape_config({model: f"http://airloop-serving:{port}" for model, port in ports.items()})
+    assert config["scrape_configs"] == expected["scrape_configs"]
+    assert [job["static_configs"][0]["labels"]["model"] for job in config["scrape_configs"]] == sorted(ports)
+    # And airloop-serving publishes those ports in the same network (no host port needed).
+    published = {int(port.split(":")[-1]) for port in services["airloop-serving"]["ports"]}
+    assert published == set(ports.values())
+
+
+def test_prometheus_evaluates_the_rendered_alert_rules(services: dict[str, dict[str, Any]]) -> None:
+    from airloop.monitoring.service_alerts import alert_rules, merged_rules
+
+    prometheus = services["prometheus"]
+    config = _prometheus_config(services)
+    (rule_file,) = config["rule_files"]
+    # A relative rules path is read next to the configuration file, in the container.
+    (flag,) = [arg for arg in prometheus["command"] if arg.startswith("--config.file=")]
+    in_container = str(Path(flag.split("=", 1)[1]).parent / rule_file)
+    rules = yaml.safe_load(_in_container(prometheus, in_container).read_text())
+    models = sorted(_serving_ports(services))
+    assert rules == merged_rules(
+        alert_rules(model, COMPOSE_LATENCY_MS, COMPOSE_NO_TRAFFIC_MINUTES) for model in models
+    ), "deploy/prometheus/alert_rules.yml is not what alert_rules renders: render it again (see its header)"
+    # airloop reads the firing alerts and reloads rules over the HTTP API.
+    assert "--web.enable-lifecycle" in prometheus["command"]
+    assert any(arg.startswith("--storage.tsdb.path=") for arg in prometheus["command"])
+    assert "prometheus-data:/prometheus" in prometheus["volumes"]
+
+
+def test_the_deploy_prometheus_files_pass_promtool() -> None:
+    from airloop.ops.prometheus import PrometheusNotFound, prometheus_binary
+
+    try:
+        promtool = prometheus_binary().with_name("promtool")
+    except PrometheusNotFound:
+        pytest.skip("no Prometheus binary: run `make prometheus`")
+    if not promtool.is_file():
+        pytest.skip("no promtool next to the Prometheus binary: run `make prometheus`")
+    config = DEPLOY / "prometheus" / "prometheus.yml"
+    done = subprocess.run([str(promtool), "check", "config", str(config)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout + done.stderr
+
+
+def test_grafana_shows_the_served_models_from_this_prometheus(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    provisioning = _in_container(grafana, "/etc/grafana/provisioning")
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    (datasource,) = datasources["datasources"]
+    assert datasource["type"] == "prometheus"
+    published = services["prometheus"]["ports"][0].split(":")[-1]
+    assert datasource["url"] == f"http://prometheus:{published}"
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "airloop.yml").read_text())["providers"]
+    dashboards = _in_container(grafana, provider["options"]["path"])
+    files = sorted(dashboards.glob("*.json"))
+    assert files, f"no dashboards in {dashboards}"
+    env = _environment(grafana)
+    assert _in_container(grafana, env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]) in files
+    # No account with a known password: anonymous viewers, no login.
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer" and env["GF_AUTH_DISABLE_LOGIN_FORM"] == "true"
+    for file in files:
+        dashboard = json.loads(file.read_text())
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] == datasource["uid"], (file.name, panel["title"])
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == datasource["uid"], (file.name, panel["title"])
+
+
+def test_the_dashboard_has_the_service_health_panels() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "airloop-serving.json").read_text())
+    panels = {panel["title"]: " ".join(t["expr"] for t in panel["targets"]) for panel in dashboard["panels"]}
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(set(ids)) == len(ids)
+
+    def panel_with(*parts: str) -> str:
+        matching = [title for title, exprs in panels.items() if all(part in exprs for part in parts)]
+        assert matching, f"no panel queries {parts}"
+        return matching[0]
+
+    panel_with("rate(airloop_requests_total", "by (model, version")
+    panel_with("bentoml_service_request_total", 'http_response_code=~"5.."', "/predict")
+    panel_with("histogram_quantile(0.95", "airloop_request_latency_seconds_bucket", "version")
+    panel_with("airloop_predictions_total", "prediction)")
+    panel_with("airloop_prediction_log_errors_total")
+    # Every query follows the dashboard's model selector.
+    (variable,) = dashboard["templating"]["list"]
+    assert variable["name"] == "model"
+    for title, exprs in panels.items():
+        assert 'model=~"$model"' in exprs, title
+
+
+def test_published_host_ports_do_not_collide(services: dict[str, dict[str, Any]]) -> None:
+    published: dict[str, str] = {}
+    for name, service in services.items():
+        for port in service.get("ports") or []:
+            host = str(port).rsplit(":", 1)[0]
+            assert host not in published, f"{name} and {published.get(host)} both publish host port {host}"
+            published[host] = name
+    assert {"9090", "3300"} <= set(published)
+
+
 # --------------------------------------------------------------------------- Dockerfile
 
 
