@@ -495,7 +495,9 @@ class LabelsConfig(_Frozen):
     (or the dataset's keys), the label (the target column) and when it was known."""
 
     # CSV and Parquet files alike, unless a pattern says otherwise.
-    source: FileSource | SqlSource = Field(default_factory=lambda: FileSource(pattern="*"), discriminator="kind")
+    source: FileSource | SqlSource = Field(
+        default_factory=lambda: FileSource(pattern="*"), discriminator="kind"
+    )
     id_column: str = "inference_id"
     # When the label was known; a later label of the same prediction replaces an earlier
     # one. None: the time the labels file was read.

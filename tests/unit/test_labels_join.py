@@ -20,7 +20,9 @@ from airloop.production.live_performance import champion_performance, daily_perf
 from tests.conftest import config_variant
 
 
-def _log(config: AirloopConfig, paths: StatePaths, ids: list[str], scores: list[float], version: str = "3") -> None:
+def _log(
+    config: AirloopConfig, paths: StatePaths, ids: list[str], scores: list[float], version: str = "3"
+) -> None:
     features = {name: config.dataset.columns[name].type for name in config.dataset.features}
     keys = {name: config.dataset.columns[name].type for name in config.logged_keys()}
     pii = config.pii_columns()
@@ -32,7 +34,11 @@ def _log(config: AirloopConfig, paths: StatePaths, ids: list[str], scores: list[
     ]  # fmt: skip
     batch = sink.AnsweredBatch(sink.now_ms(), 1.0, ids, records, [int(s >= 0.5) for s in scores], scores)
     writer = sink.PredictionLog(
-        str(paths.prediction_log), schema, config.model.registered_name, version, pii_key=pii_key(paths).encode()
+        str(paths.prediction_log),
+        schema,
+        config.model.registered_name,
+        version,
+        pii_key=pii_key(paths).encode(),
     )
     writer.append(batch)
     writer.close()
@@ -73,7 +79,9 @@ def test_labels_join_by_inference_id_and_count_unknown_duplicate_wrong_and_missi
     assert by_id.loc["a", "score"] == 0.9 and by_id.loc["a", "model_version"] == "3"
     assert by_id.loc["a", "carrier"] == "AA", "features come as served, by their own names"
     assert Path(f"{paths.labelled / report['partition']}.dvc").is_file(), "the partition is DVC-versioned"
-    assert not list(paths.labels_landing.glob("*")) and (paths.model_home / "labels/joined/day-1.csv").is_file()
+    assert (
+        not list(paths.labels_landing.glob("*")) and (paths.model_home / "labels/joined/day-1.csv").is_file()
+    )
     assert Path(report["report_path"]).is_file()
 
 
@@ -86,7 +94,12 @@ def test_labels_join_by_the_dataset_keys_even_when_a_key_is_hashed_pii(
     _log(private, paths, ["a", "b"], [0.8, 0.1])
     stored = pd.read_parquet(next(paths.prediction_log.rglob("*.parquet")))
     assert stored["key.flight"].tolist() != [0, 1], "the log holds the key's hash, not the key"
-    keys = {"time_hour": ["2013-02-01 09:00:00"] * 2, "carrier": ["AA", "AA"], "flight": [1, 0], "origin": ["JFK"] * 2}
+    keys = {
+        "time_hour": ["2013-02-01 09:00:00"] * 2,
+        "carrier": ["AA", "AA"],
+        "flight": [1, 0],
+        "origin": ["JFK"] * 2,
+    }
     _land(paths, "by-keys.parquet", pd.DataFrame({**keys, "arr_delay": [40.0, -3.0]}))
     (report,) = join_pending_labels(private, paths)["reports"]
     assert report["counts"]["joined"] == 2 and report["counts"]["unmatched"] == 0
@@ -114,18 +127,26 @@ def test_a_file_that_cannot_be_labels_is_quarantined_and_the_next_still_joins(
     assert len(labelled_predictions(paths)) == 1
 
 
-def test_a_relabel_in_a_later_file_replaces_the_earlier_label(config: AirloopConfig, paths: StatePaths) -> None:
+def test_a_relabel_in_a_later_file_replaces_the_earlier_label(
+    config: AirloopConfig, paths: StatePaths
+) -> None:
     _log(config, paths, ["a", "b"], [0.9, 0.2])
     _land(paths, "1.csv", pd.DataFrame({"inference_id": ["a", "b"], "arr_delay": [50, 0],
                                         "labelled_at": ["2013-02-02", "2013-02-02"]}))  # fmt: skip
     join_pending_labels(config, paths)
-    _land(paths, "2.csv", pd.DataFrame({"inference_id": ["b"], "arr_delay": [60], "labelled_at": ["2013-02-05"]}))
+    _land(
+        paths,
+        "2.csv",
+        pd.DataFrame({"inference_id": ["b"], "arr_delay": [60], "labelled_at": ["2013-02-05"]}),
+    )
     join_pending_labels(config, paths)
     latest = labelled_predictions(paths).set_index("inference_id")
     assert len(latest) == 2 and latest.loc["b", "arr_delay"] == 60
 
 
-def _joined(config: AirloopConfig, rows: int, noise: float, version: str, day: str, seed: int) -> pd.DataFrame:
+def _joined(
+    config: AirloopConfig, rows: int, noise: float, version: str, day: str, seed: int
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     late = rng.random(rows) < 0.4
     scores = np.clip(np.where(late, 0.8, 0.2) + rng.normal(0, noise, rows), 0, 1)

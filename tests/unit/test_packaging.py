@@ -491,7 +491,9 @@ def test_every_answer_is_logged_with_its_inference_id_and_counted_per_version(
     reg = registered
     records = json.loads(reg.eval_frame.head(5).to_json(orient="records"))
     before = _logged(reg.paths.prediction_log, 0, timeout=0)
-    answers = post_json(f"{base}/predict", {"records": [{**records[0], "inference_id": "caller-7"}, *records[1:]]})
+    answers = post_json(
+        f"{base}/predict", {"records": [{**records[0], "inference_id": "caller-7"}, *records[1:]]}
+    )
     one = post_json(f"{base}/predict_one", {"record": records[0]})
     with pytest.raises(urllib.error.HTTPError):
         post_json(f"{base}/predict_one", {"record": {"carrier": "AA"}})
@@ -546,7 +548,12 @@ def _server_on(port: int) -> int:
     import psutil
 
     for connection in psutil.net_connections("tcp"):
-        if connection.laddr and connection.laddr.port == port and connection.status == "LISTEN" and connection.pid:
+        if (
+            connection.laddr
+            and connection.laddr.port == port
+            and connection.status == "LISTEN"
+            and connection.pid
+        ):
             return int(connection.pid)
     raise AssertionError(f"nothing listens on port {port}")
 

@@ -21,7 +21,9 @@ KEYS = {"flight": "int"}
 
 
 def _batch(ids: list[str], carrier: str = "AA") -> sink.AnsweredBatch:
-    records = [{"carrier": carrier, "distance": 100 + i, "dep_delay": 1.5, "flight": i} for i in range(len(ids))]
+    records = [
+        {"carrier": carrier, "distance": 100 + i, "dep_delay": 1.5, "flight": i} for i in range(len(ids))
+    ]
     return sink.AnsweredBatch(sink.now_ms(), 2.5, ids, records, [1] * len(ids), [0.75] * len(ids))
 
 
@@ -49,7 +51,9 @@ def test_each_answer_is_one_row_with_its_id_version_features_and_keys_in_an_hour
     assert file.parent.name.startswith("hour=") and file.parent.parent.name == f"date={now:%Y-%m-%d}"
     rows = _rows(tmp_path)
     assert [r["inference_id"] for r in rows] == ["a", "b", "c"]
-    assert {(r["model_name"], r["model_version"], r["role"]) for r in rows} == {("flights-late-arrival", "3", "served")}
+    assert {(r["model_name"], r["model_version"], r["role"]) for r in rows} == {
+        ("flights-late-arrival", "3", "served")
+    }
     assert [r["feature.carrier"] for r in rows] == ["AA", "AA", "UA"]
     assert [r["key.flight"] for r in rows] == [0, 1, 0]
     assert rows[0]["prediction"] == 1 and rows[0]["score"] == 0.75 and rows[0]["latency_ms"] == 2.5
@@ -137,10 +141,14 @@ def test_config_names_a_pii_target_and_lists_keys_that_are_not_features(config: 
     from airloop.config import ConfigError
 
     assert config.logged_keys() == ["time_hour", "flight"]
-    marked = config_variant(config, dataset={"columns": {**_columns(config), "tailnum": {"type": "str", "pii": True}}})
+    marked = config_variant(
+        config, dataset={"columns": {**_columns(config), "tailnum": {"type": "str", "pii": True}}}
+    )
     assert marked.pii_columns() == {"tailnum": "hash"}
     with pytest.raises(ConfigError, match="arr_delay.pii"):
-        config_variant(config, dataset={"columns": {**_columns(config), "arr_delay": {"type": "float", "pii": "drop"}}})
+        config_variant(
+            config, dataset={"columns": {**_columns(config), "arr_delay": {"type": "float", "pii": "drop"}}}
+        )
 
 
 def _columns(config: AirloopConfig) -> dict:
