@@ -480,8 +480,10 @@ class ServiceAlertsConfig(_Frozen):
     """Alerts on the served model's health, evaluated by Prometheus, sent to airloop_notify."""
 
     max_error_rate: float = Field(default=0.05, gt=0, lt=1)
-    # p95 latency above this many times the latency the gate measured.
+    # p95 latency above this many times the latency the gate measured (in process, for one
+    # record), and never below min_latency_ms: HTTP adds a few milliseconds of its own.
     max_latency_factor: float = Field(default=2.0, gt=1)
+    min_latency_ms: float = Field(default=10, ge=0)
     no_traffic_minutes: float = Field(default=30, gt=0)
 
 

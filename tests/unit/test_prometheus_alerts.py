@@ -232,3 +232,25 @@ def test_new_rules_are_taken_up_on_reload_and_bad_ones_refused(tmp_path: Path) -
 def _get(url: str, path: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}{path}") as answer:
         return json.load(answer)
+
+
+def test_watch_service_sends_a_firing_alert_once_and_finds_prometheus_where_serve_recorded_it(
+    tmp_path: Path, exporters: dict[str, ModelExporter], config
+) -> None:
+    from airloop.paths import StatePaths
+    from airloop.production.service_health import alerts_to_send, prometheus_url, record_prometheus
+
+    paths = StatePaths(tmp_path / "state")
+    fast = {"window_seconds": 3, "for_seconds": 1, "evaluation_seconds": 1}
+    rules = merged_rules(alert_rules(model, 10, 5, **fast) for model in exporters)
+    targets = {model: exporter.url for model, exporter in exporters.items()}
+    with running_prometheus(
+        targets, tmp_path / "prometheus", rules=rules, scrape_interval=0.5, evaluation_interval=1
+    ) as url:
+        record_prometheus(paths, url)
+        assert prometheus_url(paths) == url
+        sent = _wait_for(lambda: alerts_to_send(config, paths, url), lambda a: ERROR_RATE in _names(a))
+        assert _names(sent) == {ERROR_RATE} and sent[0]["model"] == "flights"
+        assert alerts_to_send(config, paths, url) == [], "a firing alert is sent once"
+    record_prometheus(paths, None)
+    assert prometheus_url(paths) is None

@@ -22,6 +22,7 @@ from airloop.orchestration.stages import (
     join_labels,
     monitor_drift,
     rollback_champion,
+    watch_service,
 )
 from airloop.orchestration.wiring import START_DATE, ModelWiring
 from airloop.paths import StatePaths
@@ -33,6 +34,7 @@ BUILDERS = {
     "monitor_drift": monitor_drift.build,
     "rollback_champion": rollback_champion.build,
     "join_labels": join_labels.build,
+    "watch_service": watch_service.build,
 }
 assert tuple(BUILDERS) == STAGES
 

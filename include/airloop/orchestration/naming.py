@@ -10,6 +10,7 @@ STAGES = (
     "monitor_drift",
     "rollback_champion",
     "join_labels",
+    "watch_service",
 )
 SEPARATOR = "__"
 

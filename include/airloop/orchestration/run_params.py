@@ -20,6 +20,7 @@ RUN_PARAMS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
     "extract_sql": {},
     "rollback_champion": {},
     "join_labels": {},
+    "watch_service": {},
     "continuous_training": {
         "model_params": (
             "model",

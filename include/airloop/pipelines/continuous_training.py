@@ -20,7 +20,13 @@ from airloop.paths import StatePaths, safe_key
 from airloop.registry.locks import exclusive
 from airloop.registry.model_card import write_model_card
 from airloop.registry.tracking import config_hash, tracking_client
-from airloop.registry.versions import ChampionChanged, current_champion, promote_champion, register_candidate
+from airloop.registry.versions import (
+    LATENCY_TAG,
+    ChampionChanged,
+    current_champion,
+    promote_champion,
+    register_candidate,
+)
 from airloop.training.dataset import TrainingWindow, assemble_training_set, require_columns
 from airloop.training.devices import resolve_device
 from airloop.training.docker_runner import container_name, wants_gpu
@@ -149,6 +155,9 @@ def register(config: AirloopConfig, paths: StatePaths, record: dict, window: dic
         **_lineage_tags(config, TrainingWindow(**window), run_key),
         "airloop.git_commit": trained.get("airloop.git_commit", "unknown"),
     }
+    latency = (record.get("evidence") or {}).get("latency_p95_ms")
+    if latency is not None:
+        tags[LATENCY_TAG] = f"{latency:.3f}"
     run_id, model_uri = record["candidate_run_id"], record["candidate_model_uri"]
     model = register_candidate(
         client, config.model.registered_name, run_id, model_uri, tags, paths.tracking_uri()

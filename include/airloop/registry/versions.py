@@ -19,6 +19,9 @@ CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous_ch
 # Set on every version airloop registers: the SHA-256 of its model files. Packaging checks
 # the files it downloads against it, and refuses versions without it.
 DIGEST_TAG = "airloop.model_sha256"
+# The p95 one-record latency the gate measured: what the served model's latency alert
+# compares its own p95 with.
+LATENCY_TAG = "airloop.latency_p95_ms"
 
 
 # MLflow rewrites this file, even in the artifact store itself, whenever a models:/ URI is

@@ -1,0 +1,81 @@
+"""The served models' health: each model's alert rules, where the Prometheus evaluating them
+is, and which of its firing alerts nobody has been told about yet.
+
+`airloop serve` runs a Prometheus beside the models it serves (compose runs its own) and
+writes its URL to `<state>/serving/prometheus.json`; $AIRLOOP_PROMETHEUS_URL wins. Each
+model's `watch_service` DAG reads that model's firing alerts and sends the new ones (an
+alert is new until sent, per firing: it fires again after it resolved) to airloop_notify.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from airloop.config import AirloopConfig
+from airloop.paths import StatePaths
+
+PROMETHEUS_URL_ENV = "AIRLOOP_PROMETHEUS_URL"
+
+
+def model_rules(config: AirloopConfig, gate_latency_ms: float | None) -> dict[str, Any]:
+    """The model's alert rules (`airloop.monitoring.service_alerts.alert_rules`) from its
+    config and the latency the gate measured for the champion (None: the floor alone)."""
+    from airloop.monitoring.service_alerts import alert_rules
+
+    alerts = config.serving.alerts
+    return alert_rules(
+        config.name,
+        gate_latency_ms or 0.0,
+        alerts.no_traffic_minutes,
+        max_error_rate=alerts.max_error_rate,
+        latency_factor=alerts.max_latency_factor,
+        latency_floor_ms=alerts.min_latency_ms,
+    )
+
+
+def prometheus_file(paths: StatePaths) -> Path:
+    return paths.home / "serving" / "prometheus.json"
+
+
+def record_prometheus(paths: StatePaths, url: str | None) -> None:
+    """Say where the serving Prometheus is (None: it stopped)."""
+    path = prometheus_file(paths)
+    if url is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}")
+    scratch.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    scratch.replace(path)
+
+
+def prometheus_url(paths: StatePaths) -> str | None:
+    """The Prometheus watching the served models: $AIRLOOP_PROMETHEUS_URL, else the one
+    `airloop serve` recorded; None when there is none."""
+    if os.environ.get(PROMETHEUS_URL_ENV):
+        return os.environ[PROMETHEUS_URL_ENV]
+    path = prometheus_file(paths)
+    return json.loads(path.read_text())["url"] if path.exists() else None
+
+
+def alerts_to_send(config: AirloopConfig, paths: StatePaths, url: str) -> list[dict[str, Any]]:
+    """The model's firing alerts not yet sent (each firing once, by name and start), and
+    mark them sent. Raises PrometheusUnavailable when Prometheus does not answer."""
+    from airloop.monitoring.service_alerts import firing_alerts
+
+    firing = firing_alerts(url, config.name)
+    ledger = paths.report_dir("service_alerts") / "sent.json"
+    sent = set(json.loads(ledger.read_text())) if ledger.exists() else set()
+    new = [alert for alert in firing if _key(alert) not in sent]
+    # Only what still fires is kept: an alert that resolved and fires again is new.
+    still = {_key(alert) for alert in firing}
+    if still != sent:
+        ledger.write_text(json.dumps(sorted(still)))
+    return new
+
+
+def _key(alert: dict[str, Any]) -> str:
+    return f"{alert['name']}@{alert.get('activeAt')}"
