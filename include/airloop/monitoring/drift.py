@@ -43,6 +43,7 @@ per `DriftResult.column_methods`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -139,13 +140,15 @@ def compare_to_reference(
     name: str,
     predictions: np.ndarray | None = None,
     workspace: Path | None = None,
+    tags: Sequence[str] = (),
 ) -> DriftResult:
     """Compare `current` (and the model's `predictions` on it) against `reference`.
 
     Compares `config.drift_columns()`, and the predictions when given and the profile holds
     the model's training-data scores. Writes `<report_dir>/<name>.html` and `.json`
     (overwriting a previous run's, so a retry converges) unless skipped, and adds the report
-    to the Evidently workspace at `workspace` (project `config.name`) when given. Status is
+    to the Evidently workspace at `workspace` (project `config.name`) when given, its run
+    tagged `tags` (e.g. "served" or "ingested": the dashboard's panels select by them). Status is
     "drift" when the share of drifted columns >= `config.drift.share_threshold` or the
     predictions drifted, else "no_drift"; "skipped" when a side or a column has fewer than
     `config.drift.min_rows` (non-null) rows. `predictions`: 1-D, one per current row, counted
@@ -201,7 +204,7 @@ def compare_to_reference(
         )
         if predicted.kind == "categorical":
             unseen[PREDICTION] = unseen_share(reference.predictions, predicted)
-    report = _report(reference, compared, current_predictions, config, tests, prediction)
+    report = _report(reference, compared, current_predictions, config, tests, prediction, tags)
     html_path, json_path = report_dir / f"{name}.html", report_dir / f"{name}.json"
     report_dir.mkdir(parents=True, exist_ok=True)
     report.save_html(str(html_path))
@@ -271,6 +274,7 @@ def _report(
     config: AirloopConfig,
     tests: list[ColumnDrift],
     prediction: ColumnDrift | None,
+    tags: Sequence[str] = (),
 ) -> Any:
     """Evidently's DataDriftPreset (and ValueDrift of the predictions) on the same tests.
 
@@ -279,7 +283,8 @@ def _report(
     its verdict used, so Evidently accepts that test. Drawn from at most report_rows a
     side: with both sides within it, its numbers are the verdicts' numbers (checked); above,
     it is a seeded sample's picture. The snapshot's metadata (kept in the workspace) says how
-    many rows each side had and which tests were replaced. Returns the Evidently snapshot.
+    many rows each side had and which tests were replaced; its tags are `tags`. Returns the
+    Evidently snapshot.
     """
     # Evidently takes seconds to import: only pay for it when a comparison actually runs.
     from evidently import DataDefinition, Dataset, Report
@@ -325,6 +330,7 @@ def _report(
             Dataset.from_pandas(current_rows, data_definition=definition),
             Dataset.from_pandas(reference_rows, data_definition=definition),
             metadata=metadata,
+            tags=list(tags),
         )
     if len(current) <= limit and reference.rows <= limit:
         _agrees_with_evidently(snapshot.dict(), tests + ([prediction] if prediction else []))
@@ -333,12 +339,9 @@ def _report(
 
 def _keep_in_workspace(snapshot: Any, workspace: Path, project_name: str, name: str) -> str:
     """Add the report to the local Evidently workspace's project; returns the run's id."""
-    from evidently.ui.workspace import Workspace
+    from airloop.monitoring.dashboard import keep_in_workspace
 
-    store = Workspace.create(str(workspace))
-    projects = store.search_project(project_name)
-    project = projects[0] if projects else store.create_project(project_name)
-    return str(store.add_run(project.id, snapshot, include_data=False, name=name).id)
+    return keep_in_workspace(snapshot, workspace, project_name, name)
 
 
 def _agrees_with_evidently(snapshot: dict[str, Any], tests: list[ColumnDrift]) -> None:

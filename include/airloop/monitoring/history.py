@@ -2,7 +2,8 @@
 
 One run per check (found again by its `airloop.run_key` tag, so a retried task updates the
 same run): the verdicts as tags, the numbers as metrics (drift share, each column's score,
-the prediction score, the champion's metric on the labelled window), and the Evidently
+the prediction score, the champion's metric on the labelled window, the shares of unseen
+categories and out-of-range values, the served rows), and the Evidently
 report and the summary as artifacts. `mlflow ui` then shows the monitoring history beside
 the training runs; `evidently ui --workspace <state>/evidently` shows the reports'.
 """
@@ -59,6 +60,15 @@ def log_check(config: AirloopConfig, paths: StatePaths, summary: dict[str, Any])
 
 
 def _numbers(summary: dict[str, Any]) -> dict[str, float]:
+    """The check's numbers as metrics; a "both" check's served half prefixed "served."."""
+    numbers = _window_numbers(summary)
+    if summary.get("served"):
+        served = _window_numbers(summary["served"])
+        numbers.update({f"served.{name}": value for name, value in served.items()})
+    return numbers
+
+
+def _window_numbers(summary: dict[str, Any]) -> dict[str, float]:
     numbers: dict[str, float] = {}
     if summary.get("drift_share") is not None:
         numbers["drift_share"] = float(summary["drift_share"])
@@ -70,6 +80,13 @@ def _numbers(summary: dict[str, Any]) -> dict[str, float]:
     for key in ("observed", "expected", "drop"):
         if performance.get(key) is not None:
             numbers[f"performance_{key}"] = float(performance[key])
+    if performance.get("labelled_rows") is not None:
+        numbers["labelled_rows"] = float(performance["labelled_rows"])
+    for kind in ("unseen_shares", "out_of_range_shares"):
+        for column, share in (summary.get(kind) or {}).items():
+            numbers[f"{kind.removesuffix('_shares')}.{column}"] = float(share)
+    if summary.get("served_rows") is not None:
+        numbers["served_rows"] = float(summary["served_rows"])
     return numbers
 
 

@@ -89,6 +89,7 @@ def _measure_served(
 ) -> dict:
     """Drift of what the champion version was asked (and answered) in the last
     drift.served_hours, and its live performance on the labels joined in that time."""
+    from airloop.monitoring.dashboard import SERVED, ensure_dashboard, keep_live_performance
     from airloop.monitoring.drift import compare_to_reference
     from airloop.monitoring.value_ranges import out_of_range_shares
     from airloop.production.labels_join import LABELLED_AT, labelled_predictions
@@ -109,13 +110,18 @@ def _measure_served(
     name = safe_key(f"served_{now:%Y%m%dT%H%M%S}_v{champion.version}")
     result = compare_to_reference(
         reference, current, features_only, paths.report_dir("drift"), name, predictions,
-        paths.evidently_workspace,
+        paths.evidently_workspace, tags=(SERVED,),
     )  # fmt: skip
     labelled = labelled_predictions(paths)
     if len(labelled):
         labelled = labelled[pd.to_datetime(labelled[LABELLED_AT], utc=True) >= since]
     expected = _evaluated_metric(paths, champion, config)
     performance = champion_performance(config, labelled, champion.version, expected, classes)
+    workspace = paths.evidently_workspace
+    live_run = keep_live_performance(
+        workspace, config, labelled, champion.version, classes, f"{name}_performance"
+    )
+    ensure_dashboard(workspace, config.name, config.task, config.gate.metric)
     signals = _signals(config, result, performance)
     return {
         **result.summary(),
@@ -126,6 +132,7 @@ def _measure_served(
         "out_of_range_shares": out_of_range_shares(reference, current, features_only) if len(current) else {},
         "performance": performance.to_dict(),
         "live_performance": daily_performance(config, labelled, {str(champion.version): classes}),
+        "live_performance_run": live_run,
         "signals": signals,
         "drift_detected": bool(signals),
     }
@@ -168,6 +175,7 @@ def _measure(
     """Data, prediction and performance drift of the window; the summary's measured part."""
     import mlflow
 
+    from airloop.monitoring.dashboard import INGESTED, ensure_dashboard
     from airloop.monitoring.drift import compare_to_reference
     from airloop.monitoring.performance import check_performance
 
@@ -180,8 +188,10 @@ def _measure(
     predictions = predicted_classes(scores, classes) if classes is not None else scores
     name = safe_key(f"{partitions[-1]}_v{champion.version}")
     result = compare_to_reference(
-        reference, current, config, paths.report_dir("drift"), name, predictions, paths.evidently_workspace
-    )
+        reference, current, config, paths.report_dir("drift"), name, predictions, paths.evidently_workspace,
+        tags=(INGESTED,),
+    )  # fmt: skip
+    ensure_dashboard(paths.evidently_workspace, config.name, config.task, config.gate.metric)
     expected = _evaluated_metric(paths, champion, config)
     performance = check_performance(config, expected, current, scores, classes)
     signals = _signals(config, result, performance)
