@@ -439,3 +439,12 @@ def test_prediction_log_errors_and_drops_fire_when_they_increase(tmp_path: Path)
             {"eval_time": "13m", "alertname": LOG_DROPPED, "exp_alerts": []},
         ],
     )
+
+
+def test_a_model_without_a_measured_latency_gets_the_floor_as_its_threshold(config) -> None:
+    from airloop.production.service_health import model_rules
+
+    rules = [r for group in model_rules(config, None)["groups"] for r in group["rules"]]
+    latency = next(r for r in rules if r["alert"] == LATENCY)
+    floor = config.serving.alerts.min_latency_ms
+    assert latency["expr"].endswith(f" > {floor:g}"), latency["expr"]

@@ -26,9 +26,11 @@ def model_rules(config: AirloopConfig, gate_latency_ms: float | None) -> dict[st
     from airloop.monitoring.service_alerts import alert_rules
 
     alerts = config.serving.alerts
+    # Nothing measured (no champion yet, or a model from before the tag): the floor alone.
+    measured = gate_latency_ms or max(alerts.min_latency_ms, 1.0) / alerts.max_latency_factor
     return alert_rules(
         config.name,
-        gate_latency_ms or 0.0,
+        measured,
         alerts.no_traffic_minutes,
         max_error_rate=alerts.max_error_rate,
         latency_factor=alerts.max_latency_factor,

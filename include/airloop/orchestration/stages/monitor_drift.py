@@ -1,8 +1,8 @@
 """Monitor drift: compare the champion's training data with the newest validated window,
 or with what the served champion was asked (`drift.current`: ingested, served or both).
 
-Runs on the configured schedule, whenever the model's new data is validated, and whenever
-new labels are joined to its predictions. The
+Runs on the configured schedule, whenever the model's new data is validated, and (when it
+checks served traffic) whenever new labels are joined to its predictions. The
 reference is the champion's own training set, profiled when it was trained and logged with
 its run (or, for an older model, counted from the DVC hash tagged on its registry version).
 The ingested window is the newest `drift.window_partitions` partitions; the served one the
@@ -23,8 +23,16 @@ how much, which report)."""
 from __future__ import annotations
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk.definitions.asset import BaseAsset
 
 from airloop.orchestration.wiring import ModelWiring
+
+
+def _watched_assets(model: ModelWiring) -> BaseAsset:
+    """New validated data always; newly joined labels when served traffic is checked."""
+    if model.config.drift.current == "ingested":
+        return model.assets.validated_data
+    return model.assets.validated_data | model.assets.labelled_predictions
 
 
 def build(model: ModelWiring) -> DAG:
@@ -34,7 +42,7 @@ def build(model: ModelWiring) -> DAG:
         **model.dag_args("monitor_drift", "monitoring", __doc__),
         schedule=AssetOrTimeSchedule(
             timetable=CronTriggerTimetable(config.schedules.monitor_drift, timezone="UTC"),
-            assets=model.assets.validated_data | model.assets.labelled_predictions,
+            assets=_watched_assets(model),
         ),
         params=model.run_params("monitor_drift"),
     )
