@@ -21,6 +21,7 @@ import time
 LIBRARIES = (
     "pandas",
     "pyarrow.parquet",
+    "pyarrow.csv",
     "sklearn.ensemble",
     "sklearn.linear_model",
     "skops.io",
@@ -44,6 +45,8 @@ LIBRARIES = (
     "airloop.evaluation.compare",
     "airloop.packaging.bento",
     "airloop.packaging.skew",
+    "airloop.production.batch_scoring",
+    "airloop.production.labels_join",
 )
 # Imported only when some model's family needs them (torch alone is ~300 MB).
 FAMILY_LIBRARIES = {"xgboost": ("xgboost",), "torch_mlp": ("torch", "airloop.training.torch_mlp")}

@@ -22,6 +22,7 @@ from airloop.orchestration.stages import (
     join_labels,
     monitor_drift,
     rollback_champion,
+    score_batch,
     watch_service,
 )
 from airloop.orchestration.wiring import START_DATE, ModelWiring
@@ -33,6 +34,7 @@ BUILDERS = {
     "continuous_training": continuous_training.build,
     "monitor_drift": monitor_drift.build,
     "rollback_champion": rollback_champion.build,
+    "score_batch": score_batch.build,
     "join_labels": join_labels.build,
     "watch_service": watch_service.build,
 }

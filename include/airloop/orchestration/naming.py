@@ -9,6 +9,7 @@ STAGES = (
     "continuous_training",
     "monitor_drift",
     "rollback_champion",
+    "score_batch",
     "join_labels",
     "watch_service",
 )

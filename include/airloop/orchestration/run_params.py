@@ -19,6 +19,7 @@ RUN_PARAMS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
     "ingest_data": {},
     "extract_sql": {},
     "rollback_champion": {},
+    "score_batch": {},
     "join_labels": {},
     "watch_service": {},
     "continuous_training": {
