@@ -192,6 +192,14 @@ def cmd_drift(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths
     return 0
 
 
+def cmd_score(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.production.batch_scoring import score_given_file, score_pending
+
+    summary = score_given_file(config, paths, Path(args.file)) if args.file else score_pending(config, paths)
+    _print(summary)
+    return 0 if summary["status"] in ("scored", "nothing_pending") and not summary["rejected"] else 1
+
+
 def cmd_demo_land(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
     from airloop.demo.landing import demo_landings
 
@@ -204,11 +212,19 @@ def cmd_demo_land(args: argparse.Namespace, config: AirloopConfig, paths: StateP
 
 
 def cmd_demo_run(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
-    from airloop.demo.landing import demo_landings
+    from functools import partial
+
+    from airloop.demo.landing import demo_asked, demo_landings
     from airloop.demo.replay import ModelReplay, replay
 
     models = [
-        ModelReplay(config, selection.files[config.name], paths.for_model(config.name), landings)
+        ModelReplay(
+            config,
+            selection.files[config.name],
+            paths.for_model(config.name),
+            landings,
+            asked=partial(demo_asked, config.name),
+        )
         for config in selection.configs
         if (landings := demo_landings(config.name, args.months)) is not None
     ]
@@ -220,13 +236,16 @@ def cmd_demo_run(args: argparse.Namespace, selection: Selection, paths: StatePat
 
         Stack(paths).stop()
         shutil.rmtree(paths.home)
-    return replay(models, paths, keep_running=args.keep_running)
+    from airloop.ops.stack import free_port
+
+    port = None if args.no_traffic else (args.serve_port or free_port())
+    return replay(models, paths, keep_running=args.keep_running, serving_port=port)
 
 
 def cmd_demo_summary(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
     from airloop.demo.summary import month_rows, render_months
 
-    print(render_months(month_rows(paths)))
+    print(render_months(month_rows(paths, config)))
     return 0
 
 
@@ -392,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "drift", help="check the newest window against the champion's training data and scores"
     ).set_defaults(func=cmd_drift)
+    score = sub.add_parser(
+        "score", help="score every file pending in the scoring location with the champion, or FILE"
+    )
+    score.add_argument("file", nargs="?", help="a CSV or Parquet file (outside the location: not moved)")
+    score.set_defaults(func=cmd_score)
 
     demo = sub.add_parser(
         "demo", help="the nycflights13 demo: flights and weather, side by side"
@@ -405,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--months", type=month_numbers, default=month_numbers("1-12"))
     run.add_argument("--keep-running", action="store_true", help="leave Airflow running afterwards")
     run.add_argument("--fresh", action="store_true", help="stop Airflow and empty $AIRLOOP_HOME first")
+    run.add_argument(
+        "--serve-port", type=int, default=None,
+        help="serve the champions from this port while replaying (default: a free one)",
+    )  # fmt: skip
+    run.add_argument(
+        "--no-traffic", action="store_true",
+        help="no live traffic: don't serve the champions, send them the next month or join its labels",
+    )  # fmt: skip
     run.set_defaults(func=cmd_demo_run, scope=DEPLOYMENT)
     demo.add_parser("summary", help="one row per month: what the loop did").set_defaults(
         func=cmd_demo_summary

@@ -1,13 +1,17 @@
 """The whole loop through Airflow's real scheduler, api-server, dag-processor and triggerer.
 
-Three months of real flights are landed one at a time; nothing is called directly. Then a
-broken partition is landed and must be quarantined without reaching training.
+Three months of real flights are landed one at a time; nothing is called directly. While
+they are, the champion is served, and before each month lands for training its rows are
+sent to it and their labels joined (the demo's live traffic). Then a broken partition is
+landed and must be quarantined without reaching training; and served rows with a bug
+upstream, whose labels land later, must show a live performance drop that retrains.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,9 +20,10 @@ import yaml
 
 from airloop.config import load_config
 from airloop.data.versioning import cached_file
-from airloop.demo.landing import demo_landings
+from airloop.demo.landing import demo_asked, demo_landings
 from airloop.demo.replay import ModelReplay, replay
-from airloop.ops.stack import Stack
+from airloop.demo.summary import month_rows
+from airloop.ops.stack import Stack, free_port
 from airloop.orchestration.pools import dvc_pool
 from airloop.paths import StatePaths
 from airloop.registry.tracking import tracking_client
@@ -56,9 +61,12 @@ def loop(tmp_path_factory):
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
         env.setenv("AIRLOOP_MLFLOW_UI_URL", MLFLOW_UI)  # where the UI's MLflow buttons point
         stack = Stack(root_paths, str(config_path))
-        flights = ModelReplay(load_config(config_path), config_path, paths, demo_landings("flights", MONTHS))
+        flights = ModelReplay(
+            load_config(config_path), config_path, paths, demo_landings("flights", MONTHS),
+            asked=partial(demo_asked, "flights"),
+        )  # fmt: skip
         try:
-            assert replay([flights], root_paths, keep_running=True) == 0
+            assert replay([flights], root_paths, keep_running=True, serving_port=free_port()) == 0
             yield paths, stack, receiver
         finally:
             stack.stop()
@@ -397,3 +405,88 @@ def test_tasks_link_to_what_they_produced_and_the_reports_open_signed_in_only(lo
     outside = requests.get(f"{client.base_url}/airloop/reports/..%2Fairflow%2Fairloop-stack.json",
                            headers=signed_in, timeout=30)  # fmt: skip
     assert outside.status_code == 404
+
+
+def test_each_month_was_asked_live_before_training_and_the_summary_shows_it(loop) -> None:
+    paths, _, _ = loop
+    rows = {row["partition"]: row for row in month_rows(paths, load_config())}
+    # January lands before any model exists; February and March are asked of a champion.
+    assert rows["2013-01"]["live"] == "-"
+    for month in ("2013-02", "2013-03"):
+        assert rows[month]["live"].startswith("v") and "roc_auc 0." in rows[month]["live"], rows[month]
+    assert {p.name[:7] for p in paths.labelled.glob("*.parquet")} >= {"2013-02", "2013-03"}
+    assert {p.name for p in (paths.model_home / "labels" / "joined").glob("*.csv")} >= {
+        "2013-02.csv",
+        "2013-03.csv",
+    }
+
+
+def test_a_live_performance_drop_from_late_labels_retrains(loop, flights_month) -> None:
+    from airloop.demo.live_traffic import land_labels, request_records, send_records
+    from airloop.packaging.bento import bento_tag
+    from airloop.packaging.serving import served_bento
+    from airloop.paths import safe_key
+
+    paths, stack, _ = loop
+    config, client = load_config(), stack.client()
+    champion = champion_of(paths)
+    # A bug upstream: every request's dep_delay arrives as 0. The model answers confidently
+    # and wrongly; nothing in a request is invalid.
+    april = flights_month(4).sample(3000, random_state=1)
+    records = [{**r, "dep_delay": 0.0} for r in request_records(april, config)]
+    bento = bento_tag(config, champion.version)
+    with served_bento(
+        bento, paths, paths.reports / "bug-serve.log", prediction_log=paths.prediction_log
+    ) as base:
+        answers = send_records(base, records)
+    assert {a["model_version"] for a in answers} == {str(champion.version)}
+
+    # The labels land later; the join and the served check run through the scheduler, over REST.
+    land_labels(paths, config, "2013-04-bug", [a["inference_id"] for a in answers], april)
+    assert _run_to_end(client, "flights__join_labels") == "success"
+    check = client.trigger("flights__monitor_drift", conf={"current": "served"})
+    assert _wait_run(client, "flights__monitor_drift", check["dag_run_id"]) == "success"
+    summary_file = paths.report_dir("drift") / f"{safe_key('served_' + check['dag_run_id'])}.summary.json"
+    summary = json.loads(summary_file.read_text())
+    assert summary["current"] == "served" and "performance_drop" in summary["signals"], summary["reason"]
+    assert (
+        summary["performance"]["observed"] < summary["performance"]["expected"] - config.drift.max_metric_drop
+    )
+
+    # The check's drift_detected reaches continuous training: the run that decided on it
+    # (one already queued takes in what arrived while it waited) retrains.
+    def answered_the_check() -> list[dict]:
+        found = []
+        for run in client.dag_runs("flights__continuous_training"):
+            if run["state"] in ("success", "failed") and any(
+                signal["extra"].get("run_key") == check["dag_run_id"] for signal in _signals_of(client, run)
+            ):
+                found.append(run)
+        return found
+
+    (run,) = wait_for(answered_the_check, 600, "continuous training answering the live drop")
+    assert run["state"] == "success"
+    record = json.loads(paths.decision_record(run["dag_run_id"]).read_text())
+    assert "performance_drop" in record["triggers"] and "decision" in record, "it trained and was gated"
+    tasks = client.task_instances("flights__continuous_training", run["dag_run_id"])
+    assert {t["state"] for t in tasks if t["task_id"] == "train_trial"} == {"success"}
+
+
+def _signals_of(client, run: dict) -> list[dict]:
+    """The signals a finished run's decide_retraining took into account (none if it never decided)."""
+    task = f"dags/flights__continuous_training/dagRuns/{run['dag_run_id']}/taskInstances/decide_retraining"
+    if client.request("GET", task)["state"] != "success":
+        return []
+    return client.request("GET", f"{task}/xcomEntries/signals", params={"deserialize": True})["value"]
+
+
+def _run_to_end(client, dag: str) -> str:
+    return _wait_run(client, dag, client.trigger(dag)["dag_run_id"])
+
+
+def _wait_run(client, dag: str, run_id: str, timeout: float = 300) -> str:
+    def finished() -> str | None:
+        state = client.request("GET", f"dags/{dag}/dagRuns/{run_id}")["state"]
+        return state if state in ("success", "failed") else None
+
+    return wait_for(finished, timeout, f"{dag} run {run_id}")

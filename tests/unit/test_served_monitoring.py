@@ -5,13 +5,11 @@ monitor_drift on served traffic finds the drift and the live performance drop.""
 
 from __future__ import annotations
 
-import json
-
-import pandas as pd
 import pytest
 
 from airloop.config import AirloopConfig
-from airloop.packaging.serving import post_json, served_bento
+from airloop.demo.live_traffic import land_labels, live_metric, request_records, send_records
+from airloop.packaging.serving import served_bento
 from airloop.paths import StatePaths
 from airloop.pipelines.continuous_training import run_continuous_training
 from airloop.pipelines.monitor_drift import DATA_DRIFT, PERFORMANCE_DROP, check_drift
@@ -30,11 +28,9 @@ def test_served_traffic_with_late_labels_shows_drift_and_a_live_performance_drop
     bento = record["promoted"]["bento"]
 
     march = flights_month(3, 1200)
-    sent = march[[*served.dataset.features, *served.logged_keys()]].assign(dep_delay=0.0)
-    records = json.loads(sent.to_json(orient="records"))
+    records = request_records(march.assign(dep_delay=0.0), served)
     with served_bento(bento, paths, paths.reports / "serve.log", prediction_log=paths.prediction_log) as base:
-        answers = [a for start in range(0, len(records), 200)
-                   for a in post_json(f"{base}/predict", {"records": records[start : start + 200]})]  # fmt: skip
+        answers = send_records(base, records)
     assert len(answers) == len(records)
 
     # Before labels: drift on what was asked, no performance yet.
@@ -44,19 +40,21 @@ def test_served_traffic_with_late_labels_shows_drift_and_a_live_performance_drop
     assert before["performance"]["status"] == "skipped"
     assert set(before["out_of_range_shares"]) >= {"distance", "dep_delay"}
 
-    labels = pd.DataFrame({"inference_id": [a["inference_id"] for a in answers], "arr_delay": march["arr_delay"]})
-    paths.labels_landing.mkdir(parents=True)
-    labels.to_csv(paths.labels_landing / "march-labels.csv", index=False)
+    land_labels(paths, served, "2013-03", [a["inference_id"] for a in answers], march)
     (joined,) = join_pending_labels(served, paths)["reports"]
-    assert joined["counts"]["joined"] == labels["arr_delay"].notna().sum()
-    assert joined["counts"]["missing"] == labels["arr_delay"].isna().sum()
+    assert joined["counts"]["joined"] == march["arr_delay"].notna().sum()
+    assert joined["counts"]["missing"] == march["arr_delay"].isna().sum()
+    live = live_metric(served, paths, "2013-03")
+    assert live is not None and live["rows"] == joined["counts"]["joined"] and live["metric"] == "roc_auc"
 
     after = check_drift(served, paths, "served-check-2")
     performance = after["performance"]
     assert PERFORMANCE_DROP in after["signals"] and after["drift_detected"]
     assert performance["observed"] < performance["expected"] - served.drift.max_metric_drop
     (day,) = after["live_performance"]
-    assert day["model_version"] == record["promoted"]["version"] and day["rows"] == performance["labelled_rows"]
+    assert (
+        day["model_version"] == record["promoted"]["version"] and day["rows"] == performance["labelled_rows"]
+    )
 
     both = check_drift(config_variant(served, drift={"current": "both"}), paths, "served-check-3")
     assert both["served"]["signals"] == after["signals"]

@@ -22,7 +22,11 @@ def month_partition(month: int) -> str:
     return f"2013-{month:02d}"
 
 
+def month_frame(month: int) -> pd.DataFrame:
+    table = flights()
+    return table[table["month"] == month]
+
+
 def land_month(month: int, landing: Path) -> Path:
     """Write one month as `<landing>/2013-MM.csv`."""
-    table = flights()
-    return land_frame(table[table["month"] == month], landing, month_partition(month))
+    return land_frame(month_frame(month), landing, month_partition(month))

@@ -26,3 +26,12 @@ def demo_landings(name: str, months: Sequence[int]) -> list[Landing] | None:
 
     lands = {"flights": flights.land_month, "weather": weather.land_month}.get(name)
     return None if lands is None else [(month_partition(m), partial(lands, m)) for m in months]
+
+
+def demo_asked(name: str, partition: str) -> pd.DataFrame:
+    """The rows model `name` is asked live during `partition` ("2013-03"): that month of its
+    demo table."""
+    from airloop.demo import flights, weather
+
+    frames = {"flights": flights.month_frame, "weather": weather.month_frame}
+    return frames[name](int(partition.rpartition("-")[2]))

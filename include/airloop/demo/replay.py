@@ -2,7 +2,10 @@
 and wait for each model's loop to settle.
 
 The replay only drops files into each model's landing directory: Airflow's scheduler does
-the rest (ingest on the landed file, drift check and training on the assets it emits). A
+the rest (ingest on the landed file, drift check and training on the assets it emits).
+With live traffic, each model's champion is served meanwhile (`airloop serve`), and once a
+month settles the next month's rows are sent to it and their labels joined
+(`airloop.demo.live_traffic`) before that month lands for training. A
 model's month is settled when its outcome is on record (validated or quarantined; drift
 checked; training decided, and retrained when drift was found) and none of that model's
 training or monitoring runs is active.
@@ -13,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airloop.config import AirloopConfig
 from airloop.demo.landing import Landing
@@ -25,9 +29,13 @@ from airloop.ops.stack import Stack
 from airloop.orchestration.naming import dag_id
 from airloop.paths import StatePaths
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airloop.demo.live_traffic import LiveTraffic
+
 FOLLOW_UP_STAGES = ("continuous_training", "monitor_drift")
 WORK_STAGES = ("ingest_data", *FOLLOW_UP_STAGES)
-
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class ModelReplay:
     config_file: Path
     paths: StatePaths
     landings: Sequence[Landing]
+    # The rows the model is asked live during a partition (None: no live traffic).
+    asked: Callable[[str], pd.DataFrame] | None = None
 
     @property
     def name(self) -> str:
@@ -102,11 +112,15 @@ def replay(
     paths: StatePaths,
     keep_running: bool = False,
     timeout: float = 600,
+    serving_port: int | None = None,
 ) -> int:
     """Start the embedded stack on exactly these models, replay them side by side (each model
-    lands its next partition when its last one settled), print each model's summary."""
+    lands its next partition when its last one settled), print each model's summary. With
+    a `serving_port`, the champions are served from it (consecutive ports) and the models
+    with `asked` rows get live traffic and labels."""
     stack = Stack(paths, configs=os.pathsep.join(str(m.config_file) for m in models))
     stack.start()
+    traffic = _live_traffic(models, paths, serving_port)
     try:
         client = stack.client()
         wait_for_dags(client, [d for m in models for d in m.dag_ids()])
@@ -121,6 +135,8 @@ def replay(
                 partition, land = pending[name].pop(0)
                 if not pending[name]:
                     del pending[name]
+                if traffic is not None:
+                    _ask(traffic, client, by_name[name], partition)
                 land(by_name[name].paths.landing)
                 current[name] = (partition, time.monotonic())
                 print(f"{name}: landed {partition}", flush=True)
@@ -141,7 +157,7 @@ def replay(
         (paths.reports / "demo_timing.json").write_text(json.dumps(report, indent=2))
         for model in models:
             print(f"\n{model.name} ({model.config.task}, {model.config.model.registered_name})")
-            print(render_months(month_rows(model.paths)))
+            print(render_months(month_rows(model.paths, model.config)))
         partitions = sum(len(m.landings) for m in models)
         print(
             f"\n{partitions} partitions of {len(models)} models in {report['total_s']} s "
@@ -150,8 +166,28 @@ def replay(
         _print_access(stack, keep_running)
         return 0
     finally:
+        if traffic is not None:
+            traffic.stop()
         if not keep_running:
             stack.stop()
+
+
+def _live_traffic(models: Sequence[ModelReplay], paths: StatePaths, port: int | None) -> LiveTraffic | None:
+    if port is None or not any(m.asked for m in models):
+        return None
+    from airloop.demo.live_traffic import LiveTraffic
+
+    return LiveTraffic([m.config for m in models], paths, port).start()
+
+
+def _ask(traffic: LiveTraffic, client: AirflowClient, model: ModelReplay, partition: str) -> None:
+    """Before `partition` lands for training, its rows are what the model's champion is asked."""
+    if model.asked is None:
+        return
+    sent = traffic.send_month(client, model.config, partition, model.asked(partition))
+    if sent is not None:
+        print(f"{model.name}: sent {sent['rows']} rows of {partition} to v{sent['version']}, "
+              f"labels joined ({sent['join']})", flush=True)  # fmt: skip
 
 
 def _print_access(stack: Stack, keep_running: bool) -> None:

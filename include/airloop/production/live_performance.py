@@ -49,6 +49,26 @@ def champion_performance(
     return check_performance(config, expected, rows, logged_scores(rows, config, classes), classes)
 
 
+def labelled_metric(
+    config: AirloopConfig, rows: pd.DataFrame, classes: list[Label] | None = None
+) -> tuple[int, float | None]:
+    """(labelled rows, the gate metric on the answers they got); None where it cannot be
+    computed (no labels, or one class only)."""
+    known = labelled_mask(rows, config, classes)
+    if not known.any():
+        return 0, None
+    truth = labels(rows[known], config, classes).to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            value = float(
+                metric_value(config.gate.metric, truth, logged_scores(rows, config, classes)[known])
+            )
+        except ValueError:
+            return int(known.sum()), None
+    return int(known.sum()), value if np.isfinite(value) else None
+
+
 def daily_performance(
     config: AirloopConfig, labelled: pd.DataFrame, classes_of: dict[str, list[Label] | None]
 ) -> list[dict[str, Any]]:
@@ -59,21 +79,9 @@ def daily_performance(
     """
     if not len(labelled):
         return []
-    metric = config.gate.metric
     days = pd.to_datetime(labelled["served_at"], utc=True).dt.strftime("%Y-%m-%d")
     out = []
     for (version, day), rows in labelled.groupby([labelled["model_version"].astype(str), days], sort=True):
-        classes = classes_of.get(str(version))
-        known = labelled_mask(rows, config, classes)
-        value = None
-        if known.any():
-            truth = labels(rows[known], config, classes).to_numpy()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    value = float(metric_value(metric, truth, logged_scores(rows, config, classes)[known]))
-                except ValueError:
-                    value = None
-        out.append({"model_version": str(version), "day": day, "rows": int(known.sum()),
-                    metric: value if value is not None and np.isfinite(value) else None})  # fmt: skip
+        count, value = labelled_metric(config, rows, classes_of.get(str(version)))
+        out.append({"model_version": str(version), "day": day, "rows": count, config.gate.metric: value})
     return out
