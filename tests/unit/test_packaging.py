@@ -33,7 +33,7 @@ from airloop.packaging.bento import (
     use_bentoml_home,
     version_label,
 )
-from airloop.packaging.serving import post_json, served_bento
+from airloop.packaging.serving import post_json, scraped_total, served_bento
 from airloop.packaging.skew import TrainingServingSkew, check_skew
 from airloop.paths import StatePaths
 from airloop.registry.versions import DIGEST_TAG, register_candidate
@@ -456,18 +456,6 @@ def test_readiness_and_prometheus_metrics_are_served(served: tuple[str, str]) ->
     assert metrics.status == 200 and "# TYPE" in text and 'endpoint="/predict"' in text
 
 
-def _metric_total(text: str, name: str, **labels: str) -> float:
-    """The sum of a Prometheus metric's samples whose labels include `labels`."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
-
-
 def _metrics(base: str) -> str:
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
         return response.read().decode()
@@ -509,11 +497,11 @@ def test_every_answer_is_logged_with_its_inference_id_and_counted_per_version(
 
     text = _metrics(base)
     name = reg.config.model.registered_name
-    assert _metric_total(text, "airloop_requests_total", model=name, version=version, code="200") >= 2
-    assert _metric_total(text, "airloop_requests_total", route="predict_one", code="400") >= 1
-    assert _metric_total(text, "airloop_request_latency_seconds_count", route="predict") >= 1
-    assert _metric_total(text, "airloop_predictions_total", model=name, version=version) >= 6
-    assert _metric_total(text, "airloop_prediction_log_written_total", version=version) >= 6
+    assert scraped_total(text, "airloop_requests_total", model=name, version=version, code="200") >= 2
+    assert scraped_total(text, "airloop_requests_total", route="predict_one", code="400") >= 1
+    assert scraped_total(text, "airloop_request_latency_seconds_count", route="predict") >= 1
+    assert scraped_total(text, "airloop_predictions_total", model=name, version=version) >= 6
+    assert scraped_total(text, "airloop_prediction_log_written_total", version=version) >= 6
 
 
 def test_a_killed_server_loses_at_most_the_last_flush_interval_of_its_log(
@@ -570,7 +558,7 @@ def test_an_unwritable_log_never_fails_a_request_and_its_errors_are_counted(
         for _ in range(5):
             assert len(post_json(f"{base}/predict", {"records": records})) == 3
         deadline = time.monotonic() + 15
-        while _metric_total(_metrics(base), "airloop_prediction_log_errors_total") == 0:
+        while scraped_total(_metrics(base), "airloop_prediction_log_errors_total") == 0:
             assert time.monotonic() < deadline, "a failed log write is counted in /metrics"
             time.sleep(0.3)
         assert len(post_json(f"{base}/predict", {"records": records})) == 3

@@ -189,18 +189,9 @@ def wait_prometheus_ready(
     base: str, server: subprocess.Popen[bytes], timeout: float, log: Path | None = None
 ) -> None:
     """Return once GET /-/ready answers 200; raise if the process exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {server.returncode}:\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"prometheus not ready at {base} after {timeout} s:\n{_tail(log)}")
+    from airloop.packaging.serving import wait_process_ready
+
+    wait_process_ready(f"{base}/-/ready", server, timeout, "prometheus", log)
 
 
 def wait_targets_scraped(base: str, count: int, timeout: float) -> None:
@@ -230,7 +221,3 @@ def reload_prometheus(base: str, timeout: float = 10) -> None:
         raise RuntimeError(f"prometheus at {base} rejected its configuration: {reason}") from error
     except (urllib.error.URLError, OSError) as error:
         raise PrometheusUnavailable(base, getattr(error, "reason", error)) from error
-
-
-def _tail(log: Path | None) -> str:
-    return log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else "(see its output)"

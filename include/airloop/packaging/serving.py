@@ -79,18 +79,38 @@ def start_bento_server(
 
 
 def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float, log: Path | None = None) -> None:
+    wait_process_ready(f"{base}/readyz", server, timeout, "bentoml serve", log)
+
+
+def wait_process_ready(
+    url: str, server: subprocess.Popen[bytes], timeout: float, what: str, log: Path | None = None
+) -> None:
+    """Return once GET `url` answers 200; raise with the log's tail if the server process
+    exits first or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with {server.returncode}:\n{_tail(log)}")
+            raise RuntimeError(f"{what} exited with {server.returncode}:\n{_tail(log)}")
         try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"bentoml serve not ready after {timeout} s:\n{_tail(log)}")
+    raise RuntimeError(f"{what} not ready at {url} after {timeout} s:\n{_tail(log)}")
+
+
+def scraped_total(metrics_text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of metric `name` in a /metrics page whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
