@@ -58,3 +58,49 @@ def redis_database() -> Iterator[str]:
                 client.flushdb()
             return
     pytest.fail("no empty Redis database among 1-15 on 127.0.0.1:6379")
+
+
+@contextmanager
+def s3_server(monkeypatch: pytest.MonkeyPatch, bucket: str = "airloop") -> Iterator[str]:
+    """moto's S3 API server on a free loopback port, with `bucket` made; this process's AWS
+    settings point at it (boto3 and pyarrow read AWS_ENDPOINT_URL). Yields the endpoint;
+    the server is stopped by its pid."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    from airloop.ops.stack import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(endpoint, timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail(f"moto_server did not start on {endpoint}")
+                time.sleep(0.2)
+        for key, value in {
+            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():  # fmt: skip
+            monkeypatch.setenv(key, value)
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        yield endpoint
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=15)

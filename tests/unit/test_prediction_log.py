@@ -153,3 +153,22 @@ def test_config_names_a_pii_target_and_lists_keys_that_are_not_features(config: 
 
 def _columns(config: AirloopConfig) -> dict:
     return {name: spec.model_dump(exclude_defaults=True) for name, spec in config.dataset.columns.items()}
+
+
+def test_the_log_goes_to_object_storage_where_configured_and_reads_back(
+    tmp_path: Path, config: AirloopConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.services import s3_server
+
+    with s3_server(monkeypatch, bucket="logs"):
+        stored = config_variant(config, serving={"log": {"location": "s3://logs/flights/predictions"}})
+        writer = _writer(stored.serving.log.location, pii={"carrier": "hash"}, pii_key=b"k")
+        writer.append(_batch(["a", "b"]))
+        writer.close()
+        paths = StatePaths(tmp_path)
+        log = read_log(stored, paths)
+        assert sorted(log["inference_id"]) == ["a", "b"]
+        assert not paths.prediction_log.exists(), "nothing was written locally"
+        from airloop.production.predictions import pii_hashed
+
+        assert pii_hashed(stored, paths) == {"carrier"}
