@@ -579,6 +579,12 @@ class AirloopConfig(_Frozen):
                 f"not {self.model.family!r}; use auto or false"
             )
         _check_target(self.task, self.dataset.target, self.dataset.columns[self.dataset.target.column])
+        hidden = sorted(set(self.pii_columns()) & set(self.dataset.features))
+        if self.labels.join_training and hidden:
+            raise ValueError(
+                f"labels.join_training: features {hidden} are pii, so the prediction log keeps no "
+                "value of them to train on; mark them pii: false or leave join_training off"
+            )
         if self.dataset.target.column in self.pii_columns():
             raise ValueError(
                 f"dataset.columns.{self.dataset.target.column}.pii: the target cannot be pii; "

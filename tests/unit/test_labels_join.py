@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from airloop.config import AirloopConfig
 from airloop.packaging import prediction_sink as sink
@@ -178,3 +179,31 @@ def test_live_performance_is_per_version_per_day_and_a_fall_is_a_drop(config: Ai
     assert dropped.degraded and dropped.labelled_rows == 1600, "only the champion version's answers count"
     skipped = champion_performance(config, labelled, "9", expected=0.97)
     assert skipped.status == "skipped" and "0 labelled rows" in skipped.reason
+
+
+def test_labelled_production_rows_join_the_next_training_window_when_configured(
+    config: AirloopConfig, paths: StatePaths, training_window
+) -> None:
+    from airloop.training.dataset import assemble_training_set
+
+    joining = config_variant(config, labels={"join_training": True})
+    _log(joining, paths, ["a", "b"], [0.9, 0.1])
+    _land(paths, "live.csv", pd.DataFrame({"inference_id": ["a", "b"], "arr_delay": [30, 0]}))
+    (report,) = join_pending_labels(joining, paths)["reports"]
+
+    plain, joined = assemble_training_set(config, paths), assemble_training_set(joining, paths)
+    assert joined.labelled_partitions == [report["partition"]] and plain.labelled_partitions == []
+    assert joined.eval_hash == plain.eval_hash, "the evaluation set stays the newest partition"
+    train, plain_train = pd.read_parquet(joined.train_path), pd.read_parquet(plain.train_path)
+    assert len(train) == len(plain_train) + 2
+    added = train.tail(2)
+    assert added["arr_delay"].tolist() == [30.0, 0.0] and set(added["carrier"]) == {"AA"}
+
+
+def test_join_training_refuses_features_the_log_keeps_only_as_hashes(config: AirloopConfig) -> None:
+    from airloop.config import ConfigError
+
+    columns = {n: s.model_dump(exclude_defaults=True) for n, s in config.dataset.columns.items()}
+    columns["carrier"] = {**columns["carrier"], "pii": True}
+    with pytest.raises(ConfigError, match=r"labels.join_training: features \['carrier'\] are pii"):
+        config_variant(config, dataset={"columns": columns}, labels={"join_training": True})

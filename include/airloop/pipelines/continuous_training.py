@@ -242,7 +242,7 @@ def run_continuous_training(
 
 
 def _lineage_tags(config: AirloopConfig, window: TrainingWindow, run_key: str) -> dict[str, str]:
-    return {
+    tags = {
         "airloop.data_hash": window.train_hash,
         "airloop.eval_hash": window.eval_hash,
         "airloop.train_partitions": ",".join(window.train_partitions),
@@ -250,3 +250,7 @@ def _lineage_tags(config: AirloopConfig, window: TrainingWindow, run_key: str) -
         "airloop.airflow_run_id": run_key,
         "airloop.config_hash": config_hash(config),
     }
+    if window.labelled_partitions:
+        # MLflow tag values are capped: the count always, the names while they fit.
+        tags["airloop.labelled_partitions"] = ",".join(window.labelled_partitions)[:4000]
+    return tags

@@ -5,12 +5,16 @@ The newest partition is the evaluation set, never seen in training; the
 partition exists, its newest rows (by `dataset.order_by`) are held out instead.
 Both sets are written under a key derived from the partitions they contain and versioned
 with DVC, so assembling the same window twice gives the same files and hashes.
+
+With `labels.join_training`, the labelled production rows (what the served model was asked,
+with the labels that came later: `airloop.production.labels_join`) join the training set,
+the latest label of each prediction once; the evaluation set stays the newest partition.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +34,8 @@ class TrainingWindow:
     eval_path: str
     train_hash: str
     eval_hash: str
+    # The joined-labels partitions whose rows joined the training set (labels.join_training).
+    labelled_partitions: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
         return asdict(self)
@@ -50,8 +56,9 @@ def _frames(
     return frame.iloc[:cut], frame.iloc[cut:]
 
 
-def _window_key(paths: StatePaths, train_parts: list[str], eval_part: str) -> str:
+def _window_key(paths: StatePaths, train_parts: list[str], eval_part: str, labelled: list[Path]) -> str:
     hashes = [tracked_hash(partition_path(paths, p)) for p in [*train_parts, eval_part]]
+    hashes += [tracked_hash(path) for path in labelled]
     digest = hashlib.sha256("|".join(hashes).encode()).hexdigest()[:12]
     return f"{train_parts[0]}_{eval_part}_{digest}"
 
@@ -64,11 +71,14 @@ def assemble_training_set(config: AirloopConfig, paths: StatePaths) -> TrainingW
     # A lone partition is both: _frames then holds out its newest rows.
     train_parts = partitions[-(config.split.window_partitions + 1) : -1] or partitions[-1:]
     eval_part = partitions[-1]
-    directory = paths.training_sets / _window_key(paths, train_parts, eval_part)
+    labelled = _labelled_files(paths) if config.labels.join_training else []
+    directory = paths.training_sets / _window_key(paths, train_parts, eval_part, labelled)
     directory.mkdir(parents=True, exist_ok=True)
     train_path, eval_path = directory / "train.parquet", directory / "eval.parquet"
     if not (Path(f"{train_path}.dvc").exists() and Path(f"{eval_path}.dvc").exists()):
         train, evaluation = _frames(config, paths, train_parts, eval_part)
+        if labelled:
+            train = pd.concat([train, production_rows(config, paths)], ignore_index=True)
         train.to_parquet(train_path, index=False)
         evaluation.to_parquet(eval_path, index=False)
         version_file(train_path, paths)
@@ -80,7 +90,31 @@ def assemble_training_set(config: AirloopConfig, paths: StatePaths) -> TrainingW
         eval_path=str(eval_path),
         train_hash=tracked_hash(train_path),
         eval_hash=tracked_hash(eval_path),
+        labelled_partitions=[path.name for path in labelled],
     )
+
+
+def _labelled_files(paths: StatePaths) -> list[Path]:
+    """The joined-labels partitions versioned so far."""
+    if not paths.labelled.is_dir():
+        return []
+    return sorted(p for p in paths.labelled.glob("*.parquet") if Path(f"{p}.dvc").exists())
+
+
+def production_rows(config: AirloopConfig, paths: StatePaths) -> pd.DataFrame:
+    """The labelled production rows as training rows: the features as served, the label, and
+    the dataset's keys and order column where the log has them."""
+    from airloop.production.labels_join import labelled_predictions
+
+    rows = labelled_predictions(paths)
+    dataset = config.dataset
+    wanted = [
+        *dataset.features,
+        dataset.target.column,
+        *dataset.keys,
+        *([dataset.order_by] if dataset.order_by else []),
+    ]
+    return rows[[c for c in dict.fromkeys(wanted) if c in rows.columns]].reset_index(drop=True)
 
 
 def split_validation(frame: pd.DataFrame, config: AirloopConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
