@@ -1,7 +1,9 @@
 """Serving load: the champion's bento (/predict with one record, /predict_one) vs `mlflow
-models serve` on the same model, and a multiclass bento vs the binary one, side by side.
+models serve` on the same model, a multiclass bento vs the binary one, and the binary bento
+with its prediction log off vs on, side by side.
 
     .venv/bin/python benchmarks/serving_load.py [--seconds 20] [--connections 32] [--rounds 1]
+                                                [--only all|routes|log]
 
 Needs wrk (Debian: `apt-get install -y wrk`); it stops at once, saying so, without it. In a
 fresh state dir it trains two models the way the pipeline does (January–March 2013,
@@ -18,6 +20,14 @@ Records cycle through 200 real December rows. Prints Markdown: requests/s, laten
 percentiles, the server's CPU time per request (its processes' user + system time over the
 run, from /proc: steadier than requests/s on a machine shared with other work), errors,
 and the ratios.
+
+The prediction log (`--only log` runs just this, training only the binary model): the binary
+bento served twice at once, one server without a log and one writing its log to a folder
+in the temp dir (`start_bento_server(..., prediction_log=...)`), wrk on /predict with one
+record, `--rounds` runs a side taking turns (off, on; on, off; ...). Printed: each side's
+medians, every round's pair, the ratios against the target (≤ 10% fewer requests/s, p99 at
+most 5 ms higher), and, after the log-on server is stopped (which flushes its log), the
+log's rows read back with pyarrow against the requests that server answered (its /metrics).
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ import pandas as pd
 
 from airloop.config import AirloopConfig, load_config, parse_config
 from airloop.ops.stack import free_port
-from airloop.packaging.serving import start_bento_server, stop_server, wait_ready
+from airloop.packaging.serving import scraped_total, start_bento_server, stop_server, wait_ready
 from airloop.paths import StatePaths
 
 LUA = """
@@ -121,15 +131,17 @@ def wrk(
     script = workdir / f"{body_file.stem}.lua"
     script.write_text(LUA % {"bodies": body_file, "path": path})
     base = ["wrk", "-t", "2", "-c", str(connections), "-s", str(script), "--latency", url]
+    warm_requests = 0
     if warm_up:
-        subprocess.run([*base[:5], "-d", "5s", *base[5:]], capture_output=True, check=True)
+        warm = subprocess.run([*base[:5], "-d", "5s", *base[5:]], capture_output=True, text=True, check=True)
+        warm_requests = parse_wrk(warm.stdout)["requests"]
     before = tree_cpu_seconds(server)
     done = subprocess.run(
         [*base[:5], "-d", f"{seconds}s", *base[5:]], capture_output=True, text=True, check=True
     )
     spent = tree_cpu_seconds(server) - before
     result = parse_wrk(done.stdout)
-    return {**result, "cpu_ms": 1000 * spent / max(result["requests"], 1)}
+    return {**result, "cpu_ms": 1000 * spent / max(result["requests"], 1), "warm_up_requests": warm_requests}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -256,6 +268,114 @@ def measure_bento(
             stop_server(server)
 
 
+def measure_log(
+    config: AirloopConfig, bento: str, paths: StatePaths, december: pd.DataFrame, args: Any, workdir: Path
+) -> dict[str, Any]:
+    """The same bento served twice at once, its prediction log off and on (to a folder in
+    `workdir`), /predict with one record; the two take turns (off, on; then on, off: a slower
+    minute of a shared machine falls on both). Then the log-on server's own counts (its
+    /metrics), stopped (which flushes its log), and the log's rows read back."""
+    import bentoml
+    import pyarrow.dataset as ds
+
+    allowed = dict(bentoml.bentos.get(bento).info.args.get("allowed", {}))
+    folder = workdir / "prediction-log"
+    body = bodies(config, december, workdir / "log-predict.jsonl", allowed, ROUTES["/predict"])
+    # Each server gets its own copy of the BentoML store: BentoML keeps the Prometheus
+    # multiprocess files of /metrics under BENTOML_HOME, and a second server there would
+    # clear the first one's and count both servers' requests as its own.
+    homes = {"off": paths, "on": StatePaths(workdir / "state-log-on")}
+    shutil.copytree(paths.bentoml_home, homes["on"].bentoml_home, symlinks=True)
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        for side in ("off", "on"):
+            with (workdir / f"log-{side}.log").open("wb") as output:
+                servers[side] = start_bento_server(
+                    bento, homes[side], "127.0.0.1", free_port(), output, cwd=workdir,
+                    prediction_log=folder if side == "on" else None,
+                )  # fmt: skip
+        for side, (server, base) in servers.items():
+            wait_ready(base, server, 90, workdir / f"log-{side}.log")
+        runs: dict[str, list[dict]] = {"off": [], "on": []}
+        for turn in range(args.rounds):
+            for side in ("off", "on") if turn % 2 == 0 else ("on", "off"):
+                server, base = servers[side]
+                runs[side].append(
+                    wrk(
+                        base, "/predict", body, args.seconds, args.connections, workdir, server.pid, turn == 0
+                    )
+                )
+        text = _metrics(servers["on"][1])
+        counted = {
+            name: scraped_total(text, f"airloop_{name}_total")
+            for name in ("predictions", "prediction_log_written", "prediction_log_dropped",
+                         "prediction_log_errors")
+        }  # fmt: skip
+        counted["requests_200"] = scraped_total(text, "airloop_requests_total", route="predict", code="200")
+    finally:
+        for server, _ in servers.values():
+            stop_server(server)
+    logged = ds.dataset(folder, format="parquet").to_table(columns=["inference_id"]).column(0)
+    return {
+        "off": median_run(runs["off"]),
+        "on": median_run(runs["on"]),
+        "rounds": runs,
+        "counted": counted,
+        "wrk_answered": sum(r["requests"] + r["warm_up_requests"] for r in runs["on"]),
+        "log_rows": len(logged),
+        "log_ids": len(set(logged.to_pylist())),
+        "log_files": sum(1 for _ in folder.rglob("*.parquet")),
+    }
+
+
+def _metrics(base: str) -> str:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def print_log(result: dict[str, Any], args: Any) -> None:
+    off, on = result["off"], result["on"]
+    print(f"Prediction log off vs on: the binary bento served twice at once, /predict with one record, "
+          f"wrk -t2 -c{args.connections} -d{args.seconds}s, {args.rounds} round(s) each side in turns "
+          f"(off, on; on, off; ...); medians. Log: sample_rate 1, Parquet to a local folder.")  # fmt: skip
+    print()
+    print("| prediction log | req/s | p50 ms | p90 ms | p99 ms | server CPU ms/req | non-2xx "
+          "| socket errors |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for side, r in (("off", off), ("on", on)):
+        print(f"| {side} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} "
+              f"| {r['cpu_ms']:.3f} | {r['non_2xx']} | {r['socket_errors']} |")  # fmt: skip
+    print()
+    print("| round | off req/s | on req/s | on / off | off p99 ms | on p99 ms | on − off p99 ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for turn, (a, b) in enumerate(zip(result["rounds"]["off"], result["rounds"]["on"], strict=True)):
+        print(f"| {turn + 1} | {a['rps']:.0f} | {b['rps']:.0f} | {b['rps'] / a['rps']:.3f} | {a['p99']:.1f} "
+              f"| {b['p99']:.1f} | {b['p99'] - a['p99']:+.1f} |")  # fmt: skip
+    import statistics
+
+    ratio, extra = on["rps"] / off["rps"], on["p99"] - off["p99"]
+    pairs = list(zip(result["rounds"]["off"], result["rounds"]["on"], strict=True))
+    pair_ratio = statistics.median(b["rps"] / a["rps"] for a, b in pairs)
+    pair_extra = statistics.median(b["p99"] - a["p99"] for a, b in pairs)
+    print()
+    print(f"- log on / off: {ratio:.3f}× requests per second ({100 * (1 - ratio):.1f}% fewer), p99 "
+          f"{extra:+.1f} ms, {on['cpu_ms'] / off['cpu_ms']:.3f}× server CPU per request (medians of each "
+          f"side); median of the rounds' pairs: {pair_ratio:.3f}×, p99 {pair_extra:+.1f} ms")  # fmt: skip
+    print(f"- target ≤ 10% fewer req/s: {'met' if ratio >= 0.9 else 'not met'}; p99 at most 5 ms higher: "
+          f"{'met' if extra <= 5 else 'not met'}")  # fmt: skip
+    counted = result["counted"]
+    equal = result["log_rows"] == counted["predictions"] == counted["requests_200"]
+    print(f"- log rows after the log-on rounds: {result['log_rows']:,} ({result['log_ids']:,} distinct "
+          f"inference ids, {result['log_files']} files); the server answered {counted['requests_200']:,.0f} "
+          f"/predict requests with 200 and counted {counted['predictions']:,.0f} predictions, "
+          f"{counted['prediction_log_written']:,.0f} written by then (the rest at its shutdown's flush), "
+          f"{counted['prediction_log_dropped']:,.0f} dropped, {counted['prediction_log_errors']:,.0f} "
+          f"write errors; wrk counted "
+          f"{result['wrk_answered']:,} responses (warm-up included; a request still in flight when a "
+          f"wrk run ends is answered, not counted by wrk). Log rows = answered: "
+          f"{'yes' if equal else 'NO'}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -265,6 +385,10 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="runs per route, taking turns; the medians are printed"
     )
+    parser.add_argument(
+        "--only", choices=("all", "routes", "log"), default="all",
+        help="routes: the bentos' routes vs mlflow, multiclass vs binary; log: prediction log off vs on",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("serving_load.py needs wrk, the HTTP load generator, on PATH: "
@@ -273,6 +397,7 @@ def main() -> int:
     from airloop.demo.flights import flights
 
     rows: list[tuple[str, str, str, dict]] = []  # (server, model, route, result)
+    logged: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="airloop-serving-") as tmp:
         workdir = Path(tmp)
         paths = StatePaths(workdir / "state")
@@ -285,13 +410,15 @@ def main() -> int:
         table[table["month"] <= 3].to_parquet(train, index=False)
         december = table[(table["month"] == 12) & table["arr_delay"].notna()]
         december.to_parquet(evaluation, index=False)
-        built = {
-            name: trained(c, paths, train, evaluation)
-            for name, c in (("binary", binary), ("multiclass", multiclass))
-        }
+        models: tuple[tuple[str, AirloopConfig], ...] = (("binary", binary), ("multiclass", multiclass))
+        if args.only == "log":
+            models = models[:1]
+        built = {name: trained(c, paths, train, evaluation) for name, c in models}
         tags = {name: bento for name, (_, bento) in built.items()}
 
-        for name, config in (("binary", binary), ("multiclass", multiclass)):
+        if args.only in ("all", "log"):
+            logged = measure_log(binary, tags["binary"], paths, december, args, workdir)
+        for name, config in models if args.only in ("all", "routes") else ():
             for route, result in measure_bento(config, tags[name], paths, december, args, workdir).items():
                 rows.append(("BentoML bento (airloop)", name, route, result))
             if name == "binary":
@@ -318,6 +445,13 @@ def main() -> int:
                 rows.append(("mlflow models serve", name, "/invocations", result))
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    if logged is not None:
+        print(f"Measured {stamp} on {platform.machine()}, {os.cpu_count()} cores; {tags['binary']}.")
+        print()
+        print_log(logged, args)
+        print()
+    if not rows:
+        return 0
     print(f"Measured {stamp} on {platform.machine()}, {os.cpu_count()} cores; {tags['binary']} and "
           f"{tags['multiclass']} ({len(BANDS)} classes); wrk -t2 -c{args.connections} -d{args.seconds}s, "
           f"single-record POSTs; medians of {args.rounds} run(s) per route, in turns.")  # fmt: skip
@@ -325,8 +459,8 @@ def main() -> int:
     print("| server | model | route | req/s | p50 ms | p90 ms | p99 ms | server CPU ms/req | non-2xx "
           "| socket errors |")  # fmt: skip
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for server, model, route, r in rows:
-        print(f"| {server} | {model} | {route} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p90']:.1f} "
+    for kind, model, route, r in rows:
+        print(f"| {kind} | {model} | {route} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p90']:.1f} "
               f"| {r['p99']:.1f} | {r['cpu_ms']:.2f} | {r['non_2xx']} | {r['socket_errors']} |")  # fmt: skip
     got = {(model, route): r for _, model, route, r in rows}
 
