@@ -667,6 +667,16 @@ def test_airloop_serve_serves_every_champion_on_its_port_and_follows_each_when_i
     try:
         wait_for(port, (name, first))
         wait_for(port + 1, ("flights2-model", other_version))
+        # Each server counts its own requests only (each runs in a BentoML home of its own).
+        for at, model, not_model in ((port, name, "flights2-model"), (port + 1, "flights2-model", name)):
+            page = _metrics(f"http://127.0.0.1:{at}")
+            assert scraped_total(page, "airloop_requests_total", model=model) >= 1
+            assert scraped_total(page, "airloop_requests_total", model=not_model) == 0
+        # Prometheus watches both, where the watch_service DAGs find it.
+        from airloop.production.service_health import prometheus_url
+
+        watching = prometheus_url(reg.paths)
+        assert watching is not None and f"Prometheus at {watching}" in (tmp_path / "serve.log").read_text()
         client.set_registered_model_alias(name, CHAMPION, second)  # flights' promotion
         wait_for(port, (name, second))
         assert served(port + 1) == ("flights2-model", other_version)

@@ -62,7 +62,8 @@ def start_bento_server(
     `output` (None: this process's), answers logged to `prediction_log` (None: not logged,
     unless the bento's config names object storage). Returns the process and the base URL."""
     bentoml_cli = Path(sys.executable).with_name("bentoml")
-    env = {**os.environ, "BENTOML_HOME": str(paths.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    home = server_home(paths, port)
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
     env.pop(LOG_LOCATION_ENV, None)
     if prediction_log is not None:
         env[LOG_LOCATION_ENV] = str(prediction_log)
@@ -76,6 +77,21 @@ def start_bento_server(
         start_new_session=True,
     )
     return server, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+
+def server_home(paths: StatePaths, port: int) -> Path:
+    """The BentoML home one server runs in: its own folder, whose bento and model stores are
+    the deployment's (links). BentoML keeps /metrics' multiprocess files under its home and
+    empties them when a server starts, so servers sharing a home would wipe and count each
+    other's metrics."""
+    home = paths.home / "serving" / f"bentoml-{port}"
+    home.mkdir(parents=True, exist_ok=True)
+    for store in ("bentos", "models"):
+        link = home / store
+        if not link.is_symlink():
+            (paths.bentoml_home / store).mkdir(parents=True, exist_ok=True)
+            link.symlink_to(paths.bentoml_home / store, target_is_directory=True)
+    return home
 
 
 def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float, log: Path | None = None) -> None:
