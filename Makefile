@@ -40,7 +40,8 @@ prometheus: $(PROMETHEUS)
 
 $(PROMETHEUS):
 	mkdir -p .tools
-	cd .tools && rm -f prometheus_*.deb && apt-get download -q prometheus
+	# A machine whose package lists were never fetched needs them first (that needs root).
+	cd .tools && rm -f prometheus_*.deb && { apt-get download -q prometheus || { apt-get update -q && apt-get download -q prometheus; }; }
 	dpkg -x .tools/prometheus_*.deb .tools/prometheus
 	rm -f .tools/prometheus_*.deb
 	touch $@
@@ -56,7 +57,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 # Set up and run the whole loop on the embedded default (from an empty $(AIRLOOP_HOME)) for
 # every demo model side by side (flights and weather), then print what happened per model.
-demo: install $(PROMETHEUS)
+demo: install
+	@$(MAKE) --no-print-directory $(PROMETHEUS) || echo "make demo: no Prometheus could be installed; the served models' alerts are off"
 	$(BIN)/airloop demo run --fresh --months $(MONTHS) $(if $(KEEP_RUNNING),--keep-running)
 
 test: install browser lint $(PROMETHEUS)
