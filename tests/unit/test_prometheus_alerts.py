@@ -12,6 +12,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +146,24 @@ def _query(url: str, promql: str) -> dict[str, Any]:
         return json.load(answer)
 
 
-def test_alerts_fire_for_the_right_model(tmp_path: Path, exporters: dict[str, ModelExporter]) -> None:
-    # Seconds, not minutes: rates over 3 s (six scrapes), held 1 s; no traffic for 6 s.
+@contextmanager
+def _fast_prometheus(
+    tmp_path: Path, exporters: dict[str, ModelExporter], no_traffic_minutes: float
+) -> Iterator[str]:
+    """A real Prometheus over the exporters with every model's rules in seconds, not minutes:
+    rates over 3 s (six scrapes), held 1 s, evaluated every second."""
     fast = {"window_seconds": 3, "for_seconds": 1, "evaluation_seconds": 1}
-    rules = merged_rules(alert_rules(model, 10, 0.1, **fast) for model in exporters)
+    rules = merged_rules(alert_rules(model, 10, no_traffic_minutes, **fast) for model in exporters)
     targets = {model: exporter.url for model, exporter in exporters.items()}
     with running_prometheus(
         targets, tmp_path / "prometheus", rules=rules, scrape_interval=0.5, evaluation_interval=1
     ) as url:
+        yield url
+
+
+def test_alerts_fire_for_the_right_model(tmp_path: Path, exporters: dict[str, ModelExporter]) -> None:
+    # No traffic for 0.1 minutes (6 s) fires.
+    with _fast_prometheus(tmp_path, exporters, no_traffic_minutes=0.1) as url:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
 
         # (a) 5xx counted: flights' error rate (25%) fires.
@@ -241,12 +252,7 @@ def test_watch_service_sends_a_firing_alert_once_and_finds_prometheus_where_serv
     from airloop.production.service_health import alerts_to_send, prometheus_url, record_prometheus
 
     paths = StatePaths(tmp_path / "state")
-    fast = {"window_seconds": 3, "for_seconds": 1, "evaluation_seconds": 1}
-    rules = merged_rules(alert_rules(model, 10, 5, **fast) for model in exporters)
-    targets = {model: exporter.url for model, exporter in exporters.items()}
-    with running_prometheus(
-        targets, tmp_path / "prometheus", rules=rules, scrape_interval=0.5, evaluation_interval=1
-    ) as url:
+    with _fast_prometheus(tmp_path, exporters, no_traffic_minutes=5) as url:
         record_prometheus(paths, url)
         assert prometheus_url(paths) == url
         sent = _wait_for(lambda: alerts_to_send(config, paths, url), lambda a: ERROR_RATE in _names(a))
