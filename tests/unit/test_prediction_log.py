@@ -172,3 +172,26 @@ def test_the_log_goes_to_object_storage_where_configured_and_reads_back(
         from airloop.production.predictions import pii_hashed
 
         assert pii_hashed(stored, paths) == {"carrier"}
+
+
+def test_finished_hours_are_compacted_to_one_file_each_with_every_prediction_once(
+    tmp_path: Path, config: AirloopConfig
+) -> None:
+    from airloop.production.predictions import compact_log
+
+    paths = StatePaths(tmp_path)
+    schema = sink.log_schema("binary_classification", FEATURES, KEYS, {}, hashing=False)
+    old = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    table = sink.batches_table([_batch(["a", "b"])], schema, "m", "3", "served", None)
+    for moment in (old, old + timedelta(minutes=20), old + timedelta(minutes=40)):
+        sink.write_table(str(paths.prediction_log), table.slice(0, 1 if moment == old else 2), now=moment)
+    current = datetime.now(UTC)
+    for _ in range(2):
+        sink.write_table(str(paths.prediction_log), table, now=current)
+
+    assert compact_log(config, paths) == {"hours": 1, "files": 3}
+    hour = paths.prediction_log / "date=2026-11-30" / "hour=09"
+    (only,) = hour.glob("*.parquet")
+    assert sorted(pq.read_table(only).column("inference_id").to_pylist()) == ["a", "b"]
+    assert len(list(paths.prediction_log.glob(f"date={current:%Y-%m-%d}/hour={current:%H}/*.parquet"))) == 2
+    assert compact_log(config, paths) == {"hours": 0, "files": 0}, "one file an hour stays as it is"

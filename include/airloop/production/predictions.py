@@ -104,6 +104,52 @@ def pii_hashed(config: AirloopConfig, paths: StatePaths) -> set[str]:
     return {name.partition(".")[2] for name in hashed_columns(schema)}
 
 
+def compact_log(config: AirloopConfig, paths: StatePaths, now: datetime | None = None) -> dict[str, int]:
+    """Replace each finished hour's many small files (one per worker per flush) by one file
+    of the same rows, each prediction once; returns {hours, files} compacted.
+
+    An hour is finished ten minutes after it ends (no writer is still flushing into it).
+    The new file is written before the old ones go, so a reader meanwhile may see rows
+    twice, which it drops (see the module docstring), never none.
+    """
+    import pyarrow as pa
+    import pyarrow.fs
+    import pyarrow.parquet as pq
+
+    from airloop.packaging.prediction_sink import write_table
+
+    root = log_location(config, paths)
+    filesystem, base = pyarrow.fs.FileSystem.from_uri(root if "://" in root else str(Path(root).resolve()))
+    finished_before = (now or datetime.now(UTC)) - timedelta(hours=1, minutes=10)
+    by_hour: dict[datetime, list[str]] = {}
+    for path in log_files(root):
+        hour = _hour_of(path)
+        if hour is not None and hour <= finished_before:
+            by_hour.setdefault(hour, []).append(path)
+    compacted = {"hours": 0, "files": 0}
+    for hour, files in sorted(by_hour.items()):
+        if len(files) < 2:
+            continue
+        tables = [pq.read_table(f, filesystem=filesystem) for f in files]
+        table = pa.concat_tables(tables, promote_options="default")
+        first = _first_rows(table, ["inference_id", "role"])
+        write_table(root, table if first is None else table.take(first), now=hour)
+        for path in files:
+            filesystem.delete_file(path)
+        compacted["hours"] += 1
+        compacted["files"] += len(files)
+    return compacted
+
+
+def _hour_of(path: str) -> datetime | None:
+    """The hour a log file's partition folders name (date=YYYY-MM-DD/hour=HH), UTC."""
+    parts = dict(p.split("=", 1) for p in path.split("/") if p.startswith(("date=", "hour=")))
+    try:
+        return datetime.strptime(f"{parts['date']} {parts['hour']}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    except (KeyError, ValueError):
+        return None
+
+
 def _first_rows(table: Any, keys: list[str]) -> Any:
     """The positions of each key's first row in `table` (in order), None when no key repeats:
     pandas' drop_duplicates on the frame, hashed in Arrow before the text becomes Python

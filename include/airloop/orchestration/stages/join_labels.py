@@ -7,6 +7,7 @@ partition under `data/labelled/`; the file moves to `labels/joined/` (a file tha
 joined to `labels/quarantine/`) with a report counting joined, unmatched, duplicate,
 wrongly typed and missing labels. When anything was joined the model's
 `labelled_predictions` is emitted, and monitor_drift measures live performance again.
+Each run first compacts the prediction log's finished hours, one file per hour.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def build(model: ModelWiring) -> DAG:
             from airflow.sdk.exceptions import AirflowSkipException
 
             from airloop.production.labels_join import extract_labels, join_pending_labels
+            from airloop.production.predictions import compact_log
 
+            print(f"prediction log compacted: {compact_log(config, paths)}")
             extract_labels(config, paths, context.get("data_interval_start"))
             joined = join_pending_labels(config, paths)
             for report in joined["reports"]:
