@@ -51,7 +51,8 @@ def settle_seconds(config: AirloopConfig) -> float:
     return source.settle_seconds if isinstance(source, FileSource) else 0.0
 
 
-def _settled(mtime: float | None, settle: float, now: float) -> bool:
+def is_settled(mtime: float | None, settle: float, now: float) -> bool:
+    """Whether a file last changed at `mtime` has been still for `settle` seconds at `now`."""
     # Unknown modification times (some object stores) count as settled: such stores only show an
     # object once its upload is complete.
     return settle <= 0 or mtime is None or now - mtime >= settle
@@ -71,12 +72,15 @@ def landed_files(config: AirloopConfig, paths: StatePaths, now: float | None = N
     found = [
         entry
         for entry in paths.landing.iterdir()
-        if _matches(entry.name, pattern) and entry.is_file() and _settled(entry.stat().st_mtime, settle, now)
+        if matches_pattern(entry.name, pattern)
+        and entry.is_file()
+        and is_settled(entry.stat().st_mtime, settle, now)
     ]
     return sorted(found, key=lambda p: p.name)
 
 
-def _matches(name: str, pattern: str) -> bool:
+def matches_pattern(name: str, pattern: str) -> bool:
+    """Whether a file name is a landed file of `pattern` (a dot-name is still being written)."""
     return not name.startswith(".") and fnmatch.fnmatchcase(name, pattern)
 
 
@@ -113,18 +117,20 @@ def fetch_landed_objects(config: AirloopConfig, paths: StatePaths, now: float | 
     source = config.dataset.source
     if not isinstance(source, FileSource) or not source.location:
         return []
-    root = _storage_path(source.location)
+    root = storage_path(source.location)
     if root.protocol in ("", "file") and Path(root.path) == paths.landing.resolve():
         return []
     now = time.time() if now is None else now
     ledger = _read_ledger(paths)
     landed = []
-    for info in _listed_objects(root.fs, root.path, source.pattern):
+    for info in listed_objects(root.fs, root.path, source.pattern):
         url = root.fs.unstrip_protocol(info["name"])
-        version = _version(info)
-        if not _settled(version.mtime, source.settle_seconds, now) or _already_fetched(ledger, url, version):
+        version = object_version(info)
+        if not is_settled(version.mtime, source.settle_seconds, now) or _already_fetched(
+            ledger, url, version
+        ):
             continue
-        target = _copy_object(root.fs, info["name"], version, paths.landing)
+        target = copy_object(root.fs, info["name"], version, paths.landing)
         if target is None:
             continue
         ledger[url] = {**asdict(version), "landed": target.name}
@@ -133,7 +139,8 @@ def fetch_landed_objects(config: AirloopConfig, paths: StatePaths, now: float | 
     return sorted(landed, key=lambda p: p.name)
 
 
-def _storage_path(location: str) -> Any:
+def storage_path(location: str) -> Any:
+    """An object-storage URL as Airflow's ObjectStoragePath."""
     from airflow.sdk import ObjectStoragePath
 
     if "://" not in location:
@@ -141,7 +148,8 @@ def _storage_path(location: str) -> Any:
     return ObjectStoragePath(location)
 
 
-def _listed_objects(fs: AbstractFileSystem, directory: str, pattern: str) -> list[dict]:
+def listed_objects(fs: AbstractFileSystem, directory: str, pattern: str) -> list[dict]:
+    """The objects in `directory` whose names match `pattern`, as fsspec lists them."""
     # fsspec caches listings per process (s3fs, gcsfs): a long-lived worker would never see new objects.
     fs.invalidate_cache(directory)
     try:
@@ -153,14 +161,15 @@ def _listed_objects(fs: AbstractFileSystem, directory: str, pattern: str) -> lis
             "source.location %s does not exist (yet): nothing to fetch", fs.unstrip_protocol(directory)
         )
         return []
-    return [e for e in entries if e.get("type") == "file" and _matches(_basename(e["name"]), pattern)]
+    return [e for e in entries if e.get("type") == "file" and matches_pattern(_basename(e["name"]), pattern)]
 
 
 def _basename(name: str) -> str:
     return name.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _version(info: dict) -> ObjectVersion:
+def object_version(info: dict) -> ObjectVersion:
+    """What identifies this state of an object: its ETag, size and modification time."""
     etag = info.get("ETag") or info.get("etag")
     return ObjectVersion(int(info.get("size") or 0), _mtime(info), str(etag) if etag else None)
 
@@ -183,7 +192,7 @@ def _already_fetched(ledger: dict[str, dict], url: str, version: ObjectVersion) 
     return seen is not None and {k: seen.get(k) for k in asdict(version)} == asdict(version)
 
 
-def _copy_object(fs: AbstractFileSystem, name: str, version: ObjectVersion, landing: Path) -> Path | None:
+def copy_object(fs: AbstractFileSystem, name: str, version: ObjectVersion, landing: Path) -> Path | None:
     """Copy one object into `landing` atomically; None if it changed while being copied."""
     landing.mkdir(parents=True, exist_ok=True)
     target = landing / _basename(name)
@@ -191,7 +200,7 @@ def _copy_object(fs: AbstractFileSystem, name: str, version: ObjectVersion, land
     with fs.open(name, "rb") as src, open(staging, "wb") as dst:
         shutil.copyfileobj(src, dst)
     fs.invalidate_cache(name)
-    if _version(fs.info(name)) != version or staging.stat().st_size != version.size:
+    if object_version(fs.info(name)) != version or staging.stat().st_size != version.size:
         staging.unlink()
         return None
     if version.mtime is not None:

@@ -633,7 +633,7 @@ def validate_partition(
     outcome = check_partition_file(landed_file, config, paths, partition)
     if outcome.success:
         return outcome
-    _quarantine(landed_file, Path(outcome.result_path), quarantine_dir)
+    quarantine_file(landed_file, Path(outcome.result_path), quarantine_dir)
     raise PartitionRejected(_rejection_message(outcome, quarantine_dir), outcome)
 
 
@@ -703,7 +703,8 @@ def _unreadable(landed_file: Path, partition: str, result_path: Path, error: Exc
     return ValidationOutcome(partition, False, 0, [failure], str(result_path))
 
 
-def _quarantine(landed_file: Path, result_path: Path, quarantine_dir: Path) -> None:
+def quarantine_file(landed_file: Path, result_path: Path, quarantine_dir: Path) -> None:
+    """Move a rejected file and its validation result into `quarantine_dir` (kept, never deleted)."""
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     file_target = quarantine_dir / landed_file.name
     result_target = quarantine_dir / f"{landed_file.name}.validation.json"

@@ -96,7 +96,7 @@ def _is_object_storage(location: str) -> bool:
 def pending_files(config: AirloopConfig, paths: StatePaths, now: float | None = None) -> list[PendingFile]:
     """The settled files in the scoring location, oldest name first. Objects in object storage
     are copied to `scoring/incoming/` first (an object changing meanwhile waits for later)."""
-    from airloop.data.sources import _matches, _settled
+    from airloop.data.sources import is_settled, matches_pattern
 
     source, now = config.scoring.source, time.time() if now is None else now
     settle = source.settle_seconds if isinstance(source, FileSource) else 0.0
@@ -109,9 +109,9 @@ def pending_files(config: AirloopConfig, paths: StatePaths, now: float | None = 
     found = [
         PendingFile(entry.name, entry)
         for entry in folder.iterdir()
-        if _matches(entry.name, source.pattern)
+        if matches_pattern(entry.name, source.pattern)
         and entry.is_file()
-        and _settled(entry.stat().st_mtime, settle, now)
+        and is_settled(entry.stat().st_mtime, settle, now)
     ]
     return sorted(found, key=lambda f: f.name)
 
@@ -119,16 +119,16 @@ def pending_files(config: AirloopConfig, paths: StatePaths, now: float | None = 
 def _fetch_objects(
     location: str, pattern: str, settle: float, now: float, paths: StatePaths
 ) -> list[PendingFile]:
-    from airloop.data.sources import _copy_object, _listed_objects, _settled, _storage_path, _version
+    from airloop.data.sources import copy_object, is_settled, listed_objects, object_version, storage_path
 
-    root = _storage_path(location)
+    root = storage_path(location)
     incoming = paths.scores.parent / "incoming"
     found = []
-    for info in _listed_objects(root.fs, root.path, pattern):
-        version = _version(info)
-        if not _settled(version.mtime, settle, now):
+    for info in listed_objects(root.fs, root.path, pattern):
+        version = object_version(info)
+        if not is_settled(version.mtime, settle, now):
             continue
-        local = _copy_object(root.fs, info["name"], version, incoming)
+        local = copy_object(root.fs, info["name"], version, incoming)
         if local is not None:
             found.append(PendingFile(local.name, local, info["name"], root.fs))
     return sorted(found, key=lambda f: f.name)
@@ -561,7 +561,7 @@ def _reject(
     """A rejected file's outcome. The file moves to `quarantine/scoring/<file>/` with its
     result, as a rejected training partition does (an object to `quarantine/` beside it,
     its local copy to the model's quarantine)."""
-    from airloop.data.validation import _quarantine
+    from airloop.data.validation import quarantine_file
 
     reasons = [_reason(f) for f in outcome.failures[:8]]
     rejected = {**base, "status": "rejected", "reason": "; ".join(reasons), "validation": outcome.result_path}
@@ -570,7 +570,7 @@ def _reject(
     quarantine = paths.quarantine / "scoring" / safe_key(file.local.stem)
     if file.remote is not None:
         rejected["moved_to"] = _move_object(file, QUARANTINE_FOLDER)
-    _quarantine(file.local, Path(outcome.result_path), quarantine)
+    quarantine_file(file.local, Path(outcome.result_path), quarantine)
     return {**rejected, "quarantined": str(quarantine)}
 
 
