@@ -422,7 +422,7 @@ def test_each_month_was_asked_live_before_training_and_the_summary_shows_it(loop
 
 
 def test_a_live_performance_drop_from_late_labels_retrains(loop, flights_month) -> None:
-    from airloop.demo.live_traffic import land_labels, request_records, send_records
+    from airloop.demo.live_traffic import land_labels, request_records, send_records, wait_logged
     from airloop.packaging.bento import bento_tag
     from airloop.packaging.serving import served_bento
     from airloop.paths import safe_key
@@ -442,7 +442,9 @@ def test_a_live_performance_drop_from_late_labels_retrains(loop, flights_month) 
     assert {a["model_version"] for a in answers} == {str(champion.version)}
 
     # The labels land later; the join and the served check run through the scheduler, over REST.
-    land_labels(paths, config, "2013-04-bug", [a["inference_id"] for a in answers], april)
+    ids = [a["inference_id"] for a in answers]
+    wait_logged(config, paths, ids)
+    land_labels(paths, config, "2013-04-bug", ids, april)
     assert _run_to_end(client, "flights__join_labels") == "success"
     check = client.trigger("flights__monitor_drift", conf={"current": "served"})
     assert _wait_run(client, "flights__monitor_drift", check["dag_run_id"]) == "success"

@@ -89,7 +89,10 @@ class LiveTraffic:
         _wait_serving(base, records[0], champion.version, self._serving)
         answers = send_records(base, records)
         paths = self.paths.for_model(config.name)
-        land_labels(paths, config, partition, [a["inference_id"] for a in answers], sample)
+        ids = [a["inference_id"] for a in answers]
+        # Labels come after the answers are on record: the log is written a second later.
+        wait_logged(config, paths, ids)
+        land_labels(paths, config, partition, ids, sample)
         state = _join(client, dag_id(config.name, "join_labels"))
         return {"partition": partition, "rows": len(answers), "version": champion.version, "join": state}
 
@@ -98,6 +101,20 @@ def request_records(frame: pd.DataFrame, config: AirloopConfig) -> list[dict[str
     """The rows as a caller sends them: the features and the dataset's other keys."""
     columns = [*config.dataset.features, *config.logged_keys()]
     return list(json.loads(frame[columns].to_json(orient="records", date_format="iso")))
+
+
+def wait_logged(config: AirloopConfig, paths: StatePaths, ids: list[str], timeout: float = 60) -> None:
+    """Until the model's prediction log holds every one of `ids` (it flushes asynchronously)."""
+    from airloop.production.predictions import read_log
+
+    deadline = time.monotonic() + timeout
+    wanted = set(ids)
+    while not wanted <= set(read_log(config, paths, roles=("served",))["inference_id"]):
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{len(wanted)} answers of {config.name} not in its prediction log after {timeout:.0f} s"
+            )
+        time.sleep(0.5)
 
 
 def send_records(base: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
