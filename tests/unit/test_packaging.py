@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -461,13 +462,18 @@ def _metrics(base: str) -> str:
         return response.read().decode()
 
 
-def _logged(root: Path, wanted: int, timeout: float = 15) -> pd.DataFrame:
-    """The prediction log's rows once it holds at least `wanted` (flushes are asynchronous)."""
+def _logged(root: Path, wanted: AbstractSet[str] = frozenset(), timeout: float = 15) -> pd.DataFrame:
+    """The prediction log's rows once it holds every inference id in `wanted`.
+
+    Flushes are asynchronous and per worker, so a row count would also be met by another
+    test's late flush; the ids are what this test answered.
+    """
     deadline = time.monotonic() + timeout
     while True:
         files = [f for f in root.rglob("*.parquet") if not f.name.startswith(".")] if root.exists() else []
         frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
-        if len(frame) >= wanted or time.monotonic() > deadline:
+        logged = set(frame["inference_id"]) if len(frame) else set()
+        if wanted <= logged or time.monotonic() > deadline:
             return frame
         time.sleep(0.2)
 
@@ -478,7 +484,6 @@ def test_every_answer_is_logged_with_its_inference_id_and_counted_per_version(
     base, version = served
     reg = registered
     records = json.loads(reg.eval_frame.head(5).to_json(orient="records"))
-    before = _logged(reg.paths.prediction_log, 0, timeout=0)
     answers = post_json(
         f"{base}/predict", {"records": [{**records[0], "inference_id": "caller-7"}, *records[1:]]}
     )
@@ -487,7 +492,7 @@ def test_every_answer_is_logged_with_its_inference_id_and_counted_per_version(
         post_json(f"{base}/predict_one", {"record": {"carrier": "AA"}})
     assert answers[0]["inference_id"] == "caller-7", "a caller's own id is kept"
     ids = {a["inference_id"] for a in [*answers, one]}
-    log = _logged(reg.paths.prediction_log, len(before) + 6)
+    log = _logged(reg.paths.prediction_log, ids)
     rows = log[log["inference_id"].isin(ids)].set_index("inference_id")
     assert set(rows.index) == ids
     assert rows.loc["caller-7", "score"] == pytest.approx(answers[0]["score"])
@@ -524,7 +529,7 @@ def test_a_killed_server_loses_at_most_the_last_flush_interval_of_its_log(
         killed_at = time.monotonic()
         server = _server_on(port)
         os.killpg(os.getpgid(server), signal.SIGKILL)
-    logged = set(_logged(tmp_path / "log", 0, timeout=0).get("inference_id", []))
+    logged = set(_logged(tmp_path / "log", timeout=0).get("inference_id", []))
     # Everything answered a flush interval (and a little scheduling slack) before the kill is there.
     kept_for_sure = [i for t, i in answered if t < killed_at - flush - 0.5]
     assert kept_for_sure and set(kept_for_sure) <= logged
