@@ -137,8 +137,29 @@ def cmd_train(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths
 def cmd_rollback(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
     from airloop.pipelines.rollback_champion import roll_back
 
-    _print(roll_back(config, paths))
+    _print(roll_back(config, paths, actor=_os_user(), reason=args.reason))
     return 0
+
+
+def cmd_history(args: argparse.Namespace, config: AirloopConfig, paths: StatePaths) -> int:
+    from airloop.registry.ledger import history_text, read_ledger
+
+    entries = read_ledger(paths)
+    if args.json:
+        _print({"model": config.name, "ledger": str(paths.ledger), "entries": entries})
+    else:
+        print(f"{config.name}: {len(entries)} move(s) in {paths.ledger}\n{history_text(entries)}")
+    return 0
+
+
+def _os_user() -> str:
+    """Who runs this command, as the OS knows them (a container's uid may have no name)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def cmd_pools(args: argparse.Namespace, selection: Selection, paths: StatePaths) -> int:
@@ -380,9 +401,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--request", required=True)
     train.add_argument("--result", required=True)
     train.set_defaults(func=cmd_train, scope=NO_MODEL)  # the request carries the config
-    sub.add_parser(
-        "rollback", help="put previous_champion back as champion and rebuild its bento"
-    ).set_defaults(func=cmd_rollback)
+    rollback = sub.add_parser("rollback", help="put previous_champion back as champion and rebuild its bento")
+    rollback.add_argument(
+        "--reason", default="manual rollback", help="why: kept in the model's promotion ledger"
+    )
+    rollback.set_defaults(func=cmd_rollback)
+    history = sub.add_parser(
+        "history", help="the model's promotion ledger: every alias move, who, why, when, its evidence"
+    )
+    # Also after the command (`airloop history --model M`); `airloop --model M history` as elsewhere.
+    history.add_argument("--model", default=argparse.SUPPRESS, help="as before the command")
+    history.add_argument("--json", action="store_true", help="every entry, as JSON")
+    history.set_defaults(func=cmd_history)
     sub.add_parser("pools", help="every model's Airflow pools, for `airflow pools import`").set_defaults(
         func=cmd_pools, scope=DEPLOYMENT
     )

@@ -1,5 +1,6 @@
 """Where each model of the deployment stands: its champion, its last continuous-training
-decision and its last drift check, read from the registry and the records each stage keeps.
+decision, its last drift check and its last alias moves (the promotion ledger), read from
+the registry and the records each stage keeps.
 
 What `airloop models` prints and the Airflow UI's airloop page shows.
 """
@@ -15,6 +16,10 @@ from airloop.config import AirloopConfig
 from airloop.console import render_table
 from airloop.orchestration.naming import STAGES, dag_id
 from airloop.paths import StatePaths
+from airloop.registry.ledger import read_ledger
+
+# How many of a model's newest ledger entries its status carries.
+LAST_MOVES = 3
 
 
 def _newest(folder: Path, pattern: str) -> Path | None:
@@ -69,6 +74,12 @@ def last_drift(paths: StatePaths) -> dict[str, Any] | None:
     }
 
 
+def last_moves(paths: StatePaths, count: int = LAST_MOVES) -> dict[str, Any]:
+    """The model's newest `count` ledger entries, newest first, and how many there are."""
+    entries = read_ledger(paths)
+    return {"count": len(entries), "last": entries[::-1][:count], "path": str(paths.ledger)}
+
+
 def champion_of(config: AirloopConfig, paths: StatePaths) -> dict[str, Any] | None:
     from airloop.registry.tracking import tracking_client
     from airloop.registry.versions import current_champion
@@ -78,7 +89,7 @@ def champion_of(config: AirloopConfig, paths: StatePaths) -> dict[str, Any] | No
 
 
 def model_status(config: AirloopConfig, paths: StatePaths) -> dict[str, Any]:
-    """One model's row: what it is, its champion, its last decision and drift check."""
+    """One model's row: what it is, its champion, its last decision, drift check and moves."""
     paths = paths.for_model(config.name)
     return {
         "model": config.name,
@@ -87,6 +98,7 @@ def model_status(config: AirloopConfig, paths: StatePaths) -> dict[str, Any]:
         "champion": champion_of(config, paths),
         "last_decision": last_decision(paths),
         "last_drift": last_drift(paths),
+        "ledger": last_moves(paths),
         "dags": [dag_id(config.name, stage) for stage in STAGES],
     }
 

@@ -111,6 +111,11 @@ class StatePaths:
         """What one continuous-training run decided (trained or skipped, gated, promoted)."""
         return self.report_dir("decisions") / f"{safe_key(run_key)}.json"
 
+    def shadow_report(self, challenger_version: str, champion_version: str) -> Path:
+        """How a shadowed challenger answered live traffic beside the champion (.json, .md)."""
+        name = f"v{challenger_version}-vs-v{champion_version}"
+        return self.report_dir("shadow") / f"{safe_key(name)}.json"
+
     # The production half: what the served model answered, and what it should have.
     @property
     def prediction_log(self) -> Path:
@@ -145,6 +150,11 @@ class StatePaths:
     def promotion_lock(self) -> Path:
         """Held while registry aliases move, so promotions and rollbacks never interleave."""
         return self.model_home / "locks" / "promotion.lock"
+
+    @property
+    def ledger(self) -> Path:
+        """Every move of this model's aliases, one JSON line each (`airloop.registry.ledger`)."""
+        return self.model_home / "ledger.jsonl"
 
     # Services' own stores.
     @property

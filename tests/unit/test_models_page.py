@@ -1,4 +1,5 @@
-"""The Airflow UI's airloop page: each model's champion, last decision and drift check, linked."""
+"""The Airflow UI's airloop page: each model's champion, last decision, drift check and last
+alias moves, linked."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from airloop.orchestration.models_page import (
 )
 from airloop.orchestration.naming import STAGES, dag_id
 from airloop.paths import StatePaths
+from airloop.registry.ledger import record_move
 
 MLFLOW_UI = "http://mlflow.example.test:5000"
 PROMOTED_AT = "2026-11-30T10:05:00+00:00"
@@ -49,10 +51,14 @@ class Links(HTMLParser):
 
 
 def links_of(page: str) -> dict[str, tuple[str, str | None]]:
-    """{href: (target, text)} of a page's links."""
+    """{href: (target, text)} of a page's links (the first, where several share an href: the
+    ledger's evidence links what the champion and decision columns do)."""
     parser = Links()
     parser.feed(page)
-    return {href: (target, text) for href, target, text in parser.links}
+    links: dict[str, tuple[str | None, str]] = {}
+    for href, target, text in parser.links:
+        links.setdefault(href, (target, text))
+    return links
 
 
 def reports_of(home: Path, model: str) -> StatePaths:
@@ -86,6 +92,37 @@ def flights_status(home: Path) -> dict[str, Any]:
             "at": "2026-12-01T06:00:00+00:00",
             "report": str(drift),
         },
+        "ledger": {
+            "count": 5,
+            "last": [
+                {
+                    "seq": 5,
+                    "at": PROMOTED_AT,
+                    "action": "promoted",
+                    "version": "3",
+                    "from_version": "2",
+                    "actor": "alice",
+                    "reason": "candidate beats champion on roc_auc by 0.021",
+                    "evidence": {
+                        "decision": "models/flights/reports/decisions/manual__2026-11-30T10_00_00_00_00.md",
+                        "model_version": "flights-late-arrival/3",
+                        "dashboard": "https://grafana.example.test/d/flights",
+                        "config": "configs/flights.yaml",  # not a report: not linked
+                    },
+                },
+                {
+                    "seq": 4,
+                    "at": "2026-11-29T08:00:00+00:00",
+                    "action": "rolled_back",
+                    "version": "2",
+                    "from_version": "1",
+                    "actor": "airflow (manual)",
+                    "reason": "manual rollback",
+                    "evidence": {},
+                },
+                {"seq": 3, "at": "2026-11-28T08:00:00+00:00", "action": "approved", "version": "1"},
+            ],
+        },
         "dags": [dag_id("flights", stage) for stage in STAGES],
     }
 
@@ -98,6 +135,7 @@ def weather_status() -> dict[str, Any]:
         "champion": None,
         "last_decision": None,
         "last_drift": None,
+        "ledger": {"count": 0, "last": []},
         "dags": [dag_id("weather", stage) for stage in STAGES],
     }
 
@@ -147,6 +185,31 @@ def test_the_last_drift_check_shows_its_verdict_window_and_links_its_report(page
     assert links["/dags/flights__monitor_drift/runs"] == ("_top", "its runs")
 
 
+def test_the_last_moves_show_time_action_versions_actor_reason_evidence_and_the_count(page: str) -> None:
+    flights = re.search(r'<tr id="model-flights">(.*?)</tr>', page, re.S)
+    assert flights
+    moves = re.search(r'<ul class="moves">(.*?)</ul>', flights.group(1), re.S)
+    assert moves
+    items = re.findall(r"<li>(.*?)</li>", moves.group(1), re.S)
+    assert len(items) == 3  # newest first, as the status gives them
+    assert (
+        f'<time datetime="{PROMOTED_AT}">' in items[0] and '<span class="verdict">promoted</span>' in items[0]
+    )
+    assert "v2 → v3" in items[0] and "by alice" in items[0]
+    assert "rolled back</span> v1 → v2" in items[1] and "by airflow (manual)" in items[1]
+    assert "approved</span> v1" in items[2] and "by unknown" in items[2]
+    assert "5 moves in all" in flights.group(1) and "airloop --model flights history" in flights.group(1)
+
+    links = links_of(moves.group(1))
+    record = "/airloop/reports/models/flights/reports/decisions/manual__2026-11-30T10_00_00_00_00.md"
+    assert links[record] == (None, "gate decision")
+    assert links[f"{MLFLOW_UI}/#/models/flights-late-arrival/versions/3"] == ("_blank", "model version")
+    assert links["https://grafana.example.test/d/flights"] == ("_blank", "dashboard")
+    assert len(links) == 3 and "configs/flights.yaml" not in page
+    weather = re.search(r'<tr id="model-weather">(.*?)</tr>', page, re.S)
+    assert weather and "moves" not in weather.group(1)
+
+
 def test_every_dag_of_a_model_and_its_tag_filtered_list_open_in_the_airflow_ui(page: str) -> None:
     links = links_of(page)
     for model in ("flights", "weather"):
@@ -184,6 +247,8 @@ def test_everything_shown_is_escaped(tmp_path: Path) -> None:
     status["last_decision"]["reason"] = '<script>alert("x")</script> & more'
     status["last_drift"]["verdict"] = "<img src=x onerror=alert(1)>"
     status["registered_name"] = 'flights"><b>'
+    status["ledger"]["last"][0]["actor"] = "<script>alert('actor')</script>"
+    status["ledger"]["last"][0]["evidence"]["dashboard"] = 'https://x.test/"><b>'
     page = render_models_page(
         [status],
         {Path("/configs/bad<1>.yaml"): "invalid config: <b>name</b>"},
@@ -195,6 +260,7 @@ def test_everything_shown_is_escaped(tmp_path: Path) -> None:
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<img" not in page and "<b>" not in page
+    assert "by &lt;script&gt;alert(&#x27;actor&#x27;)&lt;/script&gt;" in page
     assert f'href="{MLFLOW_UI}/#/models/flights%22%3E%3Cb%3E/versions/3"' in page
     assert "flights&quot;&gt;&lt;b&gt; v3" in page
     assert "bad&lt;1&gt;.yaml" in page and "invalid config: &lt;b&gt;name&lt;/b&gt;" in page
@@ -253,6 +319,10 @@ def test_the_page_reads_the_deployment_and_each_models_records(
         "html_path": str(drift_dir / "run.html"),
     }
     (drift_dir / "run.summary.json").write_text(json.dumps(summary))
+    record_move(
+        flights, "rolled_back", "6", from_version="7", actor="alice", reason="p95 doubled",
+        evidence={"decision": record.with_suffix(".md")},
+    )  # fmt: skip
 
     page = models_page()
 
@@ -262,3 +332,4 @@ def test_the_page_reads_the_deployment_and_each_models_records(
     assert f"/airloop/reports/models/flights/reports/decisions/{record.name}" in links
     assert "/airloop/reports/models/flights/reports/drift/run.html" in links
     assert "broken.yaml" in page and "Broken configs" in page
+    assert "rolled back</span> v7 → v6" in page and "by alice" in page and "1 move in all" in page

@@ -2,9 +2,11 @@
 
 One row per model (`airloop.model_status`): its champion (to the MLflow UI's model version),
 its last continuous-training decision (to the decision record and its DAG run), its last
-drift check (to the drift report), and its DAGs (each one, and the DAG list filtered by the
-model's tag). Broken configs are listed with their message. `render_models_page` is pure:
-statuses in, escaped HTML out; `models_page` gathers the statuses of the deployment.
+drift check (to the drift report), its last alias moves from the promotion ledger (who,
+what, when, each with its evidence linked), and its DAGs (each one, and the DAG list
+filtered by the model's tag). Broken configs are listed with their message.
+`render_models_page` is pure: statuses in, escaped HTML out; `models_page` gathers the
+statuses of the deployment.
 
 The page is shown inside the Airflow UI, in the iframe of a plugin's external view. That
 iframe is sandboxed without `allow-top-navigation` and `allow-popups` (Airflow 3.3), so a
@@ -21,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from airloop.orchestration.links import link_references, link_url, mlflow_ui_base_url
+from airloop.orchestration.links import BUTTONS, FILE_KINDS, link_references, link_url, mlflow_ui_base_url
 from airloop.orchestration.naming import STAGES, dag_id, model_tag
 from airloop.paths import StatePaths
+from airloop.registry.ledger import URL_PREFIXES, version_text
 
 if TYPE_CHECKING:
     from airloop.config import AirloopConfig
@@ -117,6 +120,50 @@ def _drift(status: Mapping[str, Any], home: Path, root: str) -> str:
     return "".join(parts)
 
 
+# Evidence kinds as the task buttons name them ("gate decision"); others by their own name.
+EVIDENCE_LABELS = {kind: button.lower() for button, kind in BUTTONS.items()}
+
+
+def _evidence_link(kind: str, reference: str, home: Path, mlflow_ui: str, root: str) -> str | None:
+    """A link to one piece of a move's evidence, as the task buttons link it: a URL or an
+    MLflow run or version in a new tab, a report file in place; None for other files."""
+    label = EVIDENCE_LABELS.get(kind, kind.replace("_", " "))
+    if reference.startswith(URL_PREFIXES):
+        return _a(reference, label, "mlflow")
+    if kind in ("mlflow_run", "model_version"):
+        return _a(link_url(kind, reference, mlflow_ui), label, "mlflow")
+    url = _report_url(home, str(home / reference), kind if kind in FILE_KINDS else "decision", root)
+    return _a(url, label, "report") if url else None
+
+
+def _moves(status: Mapping[str, Any], home: Path, mlflow_ui: str, root: str) -> str:
+    ledger = status.get("ledger") or {}
+    count = int(ledger.get("count") or 0)
+    if not count:
+        return '<span class="muted">none yet</span>'
+    items = []
+    for entry in ledger.get("last") or []:
+        action = str(entry.get("action") or "").replace("_", " ")
+        parts = [
+            f'{_when(entry.get("at"))} <span class="verdict">{escape(action)}</span> '
+            f"{escape(version_text(entry))}"
+            f'<div class="muted">by {escape(str(entry.get("actor") or "unknown"))}</div>'
+        ]
+        if entry.get("reason"):
+            parts.append(f'<div class="reason">{escape(str(entry["reason"]))}</div>')
+        evidence = entry.get("evidence") or {}
+        links = [_evidence_link(str(k), str(v), home, mlflow_ui, root) for k, v in evidence.items() if v]
+        if any(links):
+            parts.append(f'<div class="links">{" · ".join(link for link in links if link)}</div>')
+        items.append(f"<li>{''.join(parts)}</li>")
+    total = f"{count} move{'s' if count != 1 else ''} in all"
+    hint = f"airloop --model {status['model']} history"
+    return (
+        f'<ul class="moves">{"".join(items)}</ul>'
+        f'<div class="muted">{escape(total)}: <code>{escape(hint)}</code></div>'
+    )
+
+
 def _dags(status: Mapping[str, Any], root: str) -> str:
     items = "".join(f"<li>{_a(dag_url(dag, root), dag, 'ui')}</li>" for dag in status.get("dags", []))
     return f'<ul class="dags">{items}</ul>'
@@ -130,12 +177,13 @@ def _model_row(status: Mapping[str, Any], home: Path, mlflow_ui: str, root: str)
         f'<div class="links">{_a(dag_list_url(model_tag(model), root), "its DAGs", "ui")}</div></td>'
     )
     if status.get("error"):
-        body = f'<td colspan="3" class="error">status unavailable: {escape(str(status["error"]))}</td>'
+        body = f'<td colspan="4" class="error">status unavailable: {escape(str(status["error"]))}</td>'
     else:
         body = (
             f"<td>{_champion(status, mlflow_ui)}</td>"
             f"<td>{_decision(status, home, root)}</td>"
             f"<td>{_drift(status, home, root)}</td>"
+            f"<td>{_moves(status, home, mlflow_ui, root)}</td>"
         )
     return f'<tr id="model-{escape(model)}">{head}{body}<td>{_dags(status, root)}</td></tr>'
 
@@ -163,6 +211,7 @@ th { font-weight: 600; white-space: nowrap; }
 .model { font-weight: 600; } .muted { opacity: .65; } .verdict { font-weight: 600; }
 .reason { max-width: 32rem; } .links { margin-top: .2rem; }
 ul.dags { margin: 0; padding-left: 1rem; } ul.broken { padding-left: 1rem; }
+ul.moves { margin: 0; padding-left: 1rem; } ul.moves li { margin-bottom: .35rem; }
 pre { white-space: pre-wrap; margin: .25rem 0 1rem; } .error { color: #c0392b; }
 a { color: #0b72c2; } @media (prefers-color-scheme: dark) { a { color: #5fb3f5; } }
 """
@@ -215,7 +264,7 @@ def render_models_page(
     rows = "".join(_model_row(status, home, mlflow_ui, root) for status in statuses)
     table = (
         "<table><thead><tr><th>Model</th><th>Champion</th><th>Last decision</th>"
-        f"<th>Last drift check</th><th>DAGs</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<th>Last drift check</th><th>Last moves</th><th>DAGs</th></tr></thead><tbody>{rows}</tbody></table>"
         if statuses
         else '<p class="muted">No model configs load in this deployment.</p>'
     )

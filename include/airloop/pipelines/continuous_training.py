@@ -17,8 +17,10 @@ from airloop.config import GPU_FAMILIES, AirloopConfig
 from airloop.data.ingest import validated_partitions
 from airloop.evaluation.records import log_record, write_record
 from airloop.paths import StatePaths, safe_key
+from airloop.registry.ledger import PROMOTED, record_move
 from airloop.registry.locks import exclusive
 from airloop.registry.model_card import write_model_card
+from airloop.registry.semver import semver_tags
 from airloop.registry.tracking import config_hash, tracking_client
 from airloop.registry.versions import (
     LATENCY_TAG,
@@ -148,20 +150,27 @@ def evaluate(
 
 
 def register(config: AirloopConfig, paths: StatePaths, record: dict, window: dict, run_key: str) -> dict:
-    """Register the winning candidate (alias challenger), tagged with its lineage; write its card."""
+    """Register the winning candidate (alias challenger), tagged with its lineage and its
+    semantic version (`airloop.registry.semver`); write its card."""
     client = tracking_client(paths)
-    trained = client.get_run(record["candidate_run_id"]).data.tags
+    run_id, model_uri = record["candidate_run_id"], record["candidate_model_uri"]
+    run = client.get_run(run_id).data
     tags = {
         **_lineage_tags(config, TrainingWindow(**window), run_key),
-        "airloop.git_commit": trained.get("airloop.git_commit", "unknown"),
+        "airloop.git_commit": run.tags.get("airloop.git_commit", "unknown"),
     }
     latency = (record.get("evidence") or {}).get("latency_p95_ms")
     if latency is not None:
         tags[LATENCY_TAG] = f"{latency:.3f}"
-    run_id, model_uri = record["candidate_run_id"], record["candidate_model_uri"]
-    model = register_candidate(
-        client, config.model.registered_name, run_id, model_uri, tags, paths.tracking_uri()
-    )
+    # Under the lock that serializes alias moves, so two registrations of this model never
+    # take the same semantic version.
+    with exclusive(paths.promotion_lock):
+        tags |= semver_tags(
+            client, config, run_id, tags["airloop.config_hash"], tags["airloop.data_hash"], run.params
+        )
+        model = register_candidate(
+            client, config.model.registered_name, run_id, model_uri, tags, paths.tracking_uri()
+        )
     card = write_model_card(
         config, paths, model.version, json.loads(paths.decision_record(run_key).read_text())
     )
@@ -182,13 +191,20 @@ def package(config: AirloopConfig, paths: StatePaths, model: dict, window: dict)
 
 
 def promote(
-    config: AirloopConfig, paths: StatePaths, packaged: dict, window: dict, candidate: dict, run_key: str
+    config: AirloopConfig,
+    paths: StatePaths,
+    packaged: dict,
+    window: dict,
+    candidate: dict,
+    run_key: str,
+    actor: str = "airloop",
 ) -> dict:
     """Move `champion` to the packaged version, one promotion at a time.
 
     If another run promoted since this candidate was evaluated, the candidate is evaluated
     again against the new champion and promoted only if it still passes the gate. Returns
-    {"promoted": bool, ...}; the decision record says what happened either way.
+    {"promoted": bool, ...}; the decision record says what happened either way. A promotion
+    is recorded in the model's ledger (once per run), as done by `actor`.
     """
     client, name, path = tracking_client(paths), config.model.registered_name, paths.decision_record(run_key)
     with exclusive(paths.promotion_lock):
@@ -212,6 +228,22 @@ def promote(
         promoted = {"version": champion.version, "bento": packaged["bento"]}
         record["promoted"] = {**promoted, "skew": packaged["skew"]}
         _keep(client, path, record)
+        card = packaged.get("card")
+        record_move(
+            paths,
+            PROMOTED,
+            champion.version,
+            from_version=record["decision"]["champion_version"],
+            actor=actor,
+            reason=record["decision"]["reason"],
+            evidence={
+                "decision": path.with_suffix(".md"),
+                "model_card": card.removesuffix(".md") + ".html" if card else None,
+                "model_version": f"{name}/{champion.version}",
+            },
+            details={"bento": packaged["bento"], "triggers": record.get("triggers", [])},
+            run_key=run_key,
+        )
     return {"promoted": True, **promoted}
 
 

@@ -3,8 +3,8 @@
 What a reviewer needs without opening MLflow: what the model predicts from which
 features, the data it was trained and judged on (with DVC hashes to restore it), its
 metrics against the champion and the naive baseline, per segment, the gate's decision,
-and its lineage (Airflow run, git commit, config hash, MLflow run). Written to
-reports/model_cards/ and logged to the version's MLflow run under model_card/.
+its semantic version and its lineage (Airflow run, git commit, config hash, MLflow run).
+Written to reports/model_cards/ and logged to the version's MLflow run under model_card/.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from airloop.config import AirloopConfig
 from airloop.evaluation.records import decision_markdown
 from airloop.paths import StatePaths
+from airloop.registry.semver import SEMVER_TAG
 from airloop.registry.tracking import tracking_client
 
 _STYLE = (
@@ -41,6 +42,7 @@ def card_markdown(
     metrics = record["metrics"]
     names = list(metrics["candidate"])
     target = config.dataset.target
+    semver = tags.get(SEMVER_TAG)
     lines = [
         f"# Model card: {config.model.registered_name} v{version}",
         "",
@@ -56,6 +58,10 @@ def card_markdown(
         + ", ".join(f"`{k}={v}`" for k, v in sorted(hyperparameters.items()))
         + (" (search trial " + tags["airloop.trial"] + ")" if "mlflow.parentRunId" in tags else ""),
         f'- Load: `mlflow.sklearn.load_model("models:/{config.model.registered_name}/{version}")`',
+        f"- Semantic version: `{semver}` (MAJOR: another input schema or task, MINOR: retrained "
+        "on other data or settings, PATCH: the same inputs rebuilt)"
+        if semver
+        else "- Semantic version: none (registered without one)",
         "",
         "## Data",
         "",

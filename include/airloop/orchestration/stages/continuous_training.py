@@ -141,8 +141,12 @@ def build(model: ModelWiring) -> DAG:
             from airflow.exceptions import AirflowSkipException
 
             from airloop.pipelines.continuous_training import promote
+            from airloop.registry.ledger import airflow_actor
 
-            outcome = promote(run_config(context), paths, packaged, window, candidate, context["run_id"])
+            actor = airflow_actor(context["dag_run"])
+            outcome = promote(
+                run_config(context), paths, packaged, window, candidate, context["run_id"], actor
+            )
             if not outcome["promoted"]:
                 # Skipped, not failed: the gate refused after the champion moved; no asset event.
                 raise AirflowSkipException(f"not promoted after re-evaluation: {outcome['reason']}")
