@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := False
 # Eight months of both demo models fit 10 minutes on 2 cores; MONTHS=1-12 replays the year.
 MONTHS ?= 1-8
 
-.PHONY: install demo test test-fast lint up down status clean mlflow-ui bench-serving browser prometheus
+.PHONY: install demo test test-fast lint up down status clean mlflow-ui bench-serving browser prometheus haproxy
 
 install: $(STAMP)
 
@@ -46,6 +46,20 @@ $(PROMETHEUS):
 	rm -f .tools/prometheus_*.deb
 	touch $@
 
+# Traffic moves between a model's servers through HAProxy: Debian's package and the two
+# libraries it needs that a slim machine lacks, unpacked the same way.
+HAPROXY := .tools/haproxy/usr/sbin/haproxy
+HAPROXY_DEBS := haproxy liblua5.3-0 libopentracing-c-wrapper0 libopentracing1
+
+haproxy: $(HAPROXY)
+
+$(HAPROXY):
+	mkdir -p .tools/haproxy-debs
+	cd .tools/haproxy-debs && rm -f *.deb && { apt-get download -q $(HAPROXY_DEBS) || { apt-get update -q && apt-get download -q $(HAPROXY_DEBS); }; }
+	for deb in .tools/haproxy-debs/*.deb; do dpkg -x $$deb .tools/haproxy; done
+	rm -rf .tools/haproxy-debs
+	touch $@
+
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: no Python 3.11-3.13 found; set PYTHON=/path/to/python3" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,11 +71,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 # Set up and run the whole loop on the embedded default (from an empty $(AIRLOOP_HOME)) for
 # every demo model side by side (flights and weather), then print what happened per model.
-demo: install
+demo: install $(HAPROXY)
 	@$(MAKE) --no-print-directory $(PROMETHEUS) || echo "make demo: no Prometheus could be installed; the served models' alerts are off"
 	$(BIN)/airloop demo run --fresh --months $(MONTHS) $(if $(KEEP_RUNNING),--keep-running)
 
-test: install browser lint $(PROMETHEUS)
+test: install browser lint $(PROMETHEUS) $(HAPROXY) $(WRK)
 	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests
 
 # Everything but the end-to-end tests through the real scheduler and the real-table suite.

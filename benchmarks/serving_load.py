@@ -36,13 +36,13 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,19 +52,10 @@ import pandas as pd
 from airloop.config import AirloopConfig, load_config, parse_config
 from airloop.ops.stack import free_port
 from airloop.packaging.serving import scraped_total, start_bento_server, stop_server, wait_ready
-from airloop.paths import StatePaths
+from airloop.paths import PROJECT_ROOT, StatePaths
 
-LUA = """
-local bodies = {}
-for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
-local i = 0
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  i = i %% #bodies + 1
-  return wrk.format(nil, "%(path)s", nil, bodies[i])
-end
-"""
+sys.path.insert(0, str(PROJECT_ROOT))
+from tests.load import parse_wrk, wrk_command  # noqa: E402
 
 # The multiclass label: the arrival delay's band, in minutes (upper bounds, inclusive).
 BAND = "arr_delay_band"
@@ -128,17 +119,14 @@ def wrk(
 ) -> dict:
     """wrk's numbers, and the CPU the server's processes (`server` and its descendants) spent
     per answered request: on a machine shared with other work, the steadier of the two."""
-    script = workdir / f"{body_file.stem}.lua"
-    script.write_text(LUA % {"bodies": body_file, "path": path})
-    base = ["wrk", "-t", "2", "-c", str(connections), "-s", str(script), "--latency", url]
     warm_requests = 0
     if warm_up:
-        warm = subprocess.run([*base[:5], "-d", "5s", *base[5:]], capture_output=True, text=True, check=True)
+        warm_up_command = wrk_command(url, path, body_file, 5, connections, workdir)
+        warm = subprocess.run(warm_up_command, capture_output=True, text=True, check=True)
         warm_requests = parse_wrk(warm.stdout)["requests"]
     before = tree_cpu_seconds(server)
-    done = subprocess.run(
-        [*base[:5], "-d", f"{seconds}s", *base[5:]], capture_output=True, text=True, check=True
-    )
+    command = wrk_command(url, path, body_file, seconds, connections, workdir)
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
     spent = tree_cpu_seconds(server) - before
     result = parse_wrk(done.stdout)
     return {**result, "cpu_ms": 1000 * spent / max(result["requests"], 1), "warm_up_requests": warm_requests}
@@ -177,25 +165,6 @@ def tree_cpu_seconds(root: int) -> float:
                 tree.add(pid)
                 grown = True
     return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
-
-
-def parse_wrk(output: str) -> dict:
-    def ms(text: str) -> float:
-        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", output, re.MULTILINE))
-    if set(latency) != {"50", "75", "90", "99"}:
-        raise RuntimeError(f"wrk printed no latency distribution:\n{output}")
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(r"Socket errors: (.*)$", output, re.MULTILINE)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        "requests": int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
-        **{f"p{k}": ms(v) for k, v in latency.items()},
-        "non_2xx": int(errors.group(1)) if errors else 0,
-        "socket_errors": socket_errors.group(1) if socket_errors else "none",
-    }
 
 
 def mlflow_server(uri: str, paths: StatePaths, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -328,9 +297,163 @@ def measure_log(
     }
 
 
+ROLLOUT_STATES = ("direct", "haproxy", "canary 50%", "shadow 100%", "shadow 10%")
+
+
+def measure_rollout(
+    config: AirloopConfig,
+    paths: StatePaths,
+    december: pd.DataFrame,
+    args: Any,
+    workdir: Path,
+    versions: list[str],
+) -> dict[str, Any]:
+    """`airloop serve` (HAProxy in front, prediction log on) with two registered versions:
+    wrk on /predict_one straight to the champion's server and through HAProxy, then through a
+    50% canary, a 100% and a 10% shadow, in turns per round; then 10 switches of champion
+    (promotions and rollbacks, alternately) during one long wrk run."""
+    import threading
+
+    import bentoml
+
+    from airloop.packaging.bento import bento_tag
+    from airloop.packaging.champion_server import live_routes, serve_champions
+    from airloop.registry.rollout import end_canary, end_shadow, set_canary, set_shadow
+    from airloop.registry.tracking import tracking_client
+    from airloop.registry.versions import CHAMPION
+
+    first, second = versions
+    client, name = tracking_client(paths), config.model.registered_name
+    client.set_registered_model_alias(name, CHAMPION, first)
+    tag = bento_tag(config, first)
+    allowed = dict(bentoml.bentos.get(tag).info.args.get("allowed", {}))
+    body = bodies(
+        config,
+        december,
+        workdir / "rollout.jsonl",
+        allowed,
+        lambda r: {"record": {**r, "inference_id": uuid.uuid4().hex}},
+    )
+    port, stop = free_port(), threading.Event()
+    thread = threading.Thread(
+        target=serve_champions,
+        args=([config], paths, "127.0.0.1", port, 0.5),
+        kwargs={"should_stop": stop.is_set},
+    )
+    thread.start()
+    frontend = f"http://127.0.0.1:{port}"
+
+    def servers() -> list[dict[str, Any]]:
+        return (live_routes(paths) or {}).get(config.name, {}).get("servers", [])
+
+    def settle(check: Any) -> None:
+        deadline = time.monotonic() + 300
+        while not check(servers()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"airloop serve did not settle: {servers()}")
+            time.sleep(0.5)
+
+    def champion_server() -> dict[str, Any]:
+        return next(s for s in servers() if s["version"] == first and s["weight"] == 100)
+
+    def apply(state: str) -> str:
+        end_canary(client, name)
+        end_shadow(client, name)
+        if state == "canary 50%":
+            set_canary(client, name, second, 50)
+            settle(
+                lambda now: sorted(s["weight"] or 0 for s in now if s["role"] == "served")[-2:] == [50, 50]
+            )
+        elif state.startswith("shadow"):
+            sample = 1.0 if state == "shadow 100%" else 0.1
+            set_shadow(client, name, second, sample)
+            settle(lambda now: any(s["weight"] == 100 and s["mirror_sample"] == sample for s in now)
+                   and len(now) == 3)  # fmt: skip
+        else:
+            settle(lambda now: any(s["weight"] == 100 and not s["mirror_to"] for s in now) and len(now) == 2)
+        return f"http://127.0.0.1:{champion_server()['port']}" if state == "direct" else frontend
+
+    try:
+        settle(lambda now: len(now) == 2)
+        print(f"serving {tag} behind HAProxy at {frontend}", file=sys.stderr)
+        runs: dict[str, list[dict]] = {state: [] for state in ROLLOUT_STATES}
+        for turn in range(args.rounds):
+            for state in ROLLOUT_STATES if turn % 2 == 0 else ROLLOUT_STATES[::-1]:
+                url = apply(state)
+                runs[state].append(
+                    wrk(
+                        url,
+                        "/predict_one",
+                        body,
+                        args.seconds,
+                        args.connections,
+                        workdir,
+                        os.getpid(),
+                        turn == 0,
+                    )
+                )
+        apply("haproxy")
+        switches = _switches(client, name, first, second, frontend, body, args, workdir, paths, config)
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+    return {"runs": {state: median_run(r) for state, r in runs.items()}, "switches": switches}
+
+
+def _switches(client, name, first, second, frontend, body, args, workdir, paths, config) -> dict[str, Any]:
+    """10 moves of `champion` (promotion, rollback, ...) 4 s apart during one wrk run."""
+    from airloop.packaging.champion_server import wait_until_warm
+    from airloop.registry.versions import promote_champion, roll_back_champion
+    from tests.load import finish_wrk, start_wrk
+
+    load = start_wrk(frontend, "/predict_one", body, 48, args.connections, workdir)
+    time.sleep(3)
+    champion = first
+    for move in range(10):
+        target = second if champion == first else first
+        wait_until_warm(paths, config.name, target, 60)
+        if move == 0:
+            promote_champion(client, name, second, first)
+        else:
+            roll_back_champion(client, name)
+        champion = target
+        time.sleep(4)
+    return finish_wrk(load)
+
+
 def _metrics(base: str) -> str:
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
         return str(response.read().decode())
+
+
+def print_rollout(result: dict[str, Any], args: Any) -> None:
+    runs, switched = result["runs"], result["switches"]
+    print(f"Safe rollout paths: `airloop serve` (HAProxy in front, prediction log on), /predict_one with "
+          f"one record and its inference id, wrk -t2 -c{args.connections} -d{args.seconds}s, {args.rounds} "
+          f"round(s) of every path in turns; medians. CPU: the whole serving stack's and wrk's.")  # fmt: skip
+    print()
+    print(
+        "| path | req/s | p50 ms | p90 ms | p99 ms | vs direct req/s | CPU ms/req | non-2xx | socket errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    direct = runs["direct"]
+    for state, r in runs.items():
+        print(f"| {state} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} "
+              f"| {r['rps'] / direct['rps']:.3f}× | {r['cpu_ms']:.3f} | {r['non_2xx']} "
+              f"| {r['socket_errors']} |")  # fmt: skip
+    print()
+    print(f"- 10 switches of champion (a promotion, then rollbacks) 4 s apart under one 48 s wrk run "
+          f"through HAProxy: {switched['requests']:,} requests, {switched['non_2xx']} non-2xx, socket "
+          f"errors: {switched['socket_errors']}; {switched['rps']:.0f} req/s, "
+          f"p99 {switched['p99']:.1f} ms.")  # fmt: skip
+    haproxy, canary = runs["haproxy"], runs["canary 50%"]
+    print(f"- through HAProxy vs direct: {haproxy['rps'] / direct['rps']:.3f}× req/s (target ≥ 0.85), p99 "
+          f"{haproxy['p99'] - direct['p99']:+.1f} ms; canary 50%: {canary['rps'] / direct['rps']:.3f}×, p99 "
+          f"{canary['p99'] - direct['p99']:+.1f} ms")  # fmt: skip
+    for state, target in (("shadow 100%", 0.60), ("shadow 10%", 0.90)):
+        r = runs[state]
+        print(f"- {state} vs HAProxy alone: {r['rps'] / haproxy['rps']:.3f}× req/s (target ≥ {target:.2f}), "
+              f"p99 {r['p99'] - haproxy['p99']:+.1f} ms")  # fmt: skip
 
 
 def print_log(result: dict[str, Any], args: Any) -> None:
@@ -411,10 +534,14 @@ def main() -> int:
         december = table[(table["month"] == 12) & table["arr_delay"].notna()]
         december.to_parquet(evaluation, index=False)
         models: tuple[tuple[str, AirloopConfig], ...] = (("binary", binary), ("multiclass", multiclass))
-        if args.only == "log":
+        if args.only in ("log", "rollout"):
             models = models[:1]
         built = {name: trained(c, paths, train, evaluation) for name, c in models}
         tags = {name: bento for name, (_, bento) in built.items()}
+        if args.only in ("all", "rollout"):
+            again = trained(binary, paths, train, evaluation)
+            versions = [built["binary"][0].rpartition("/")[2], again[0].rpartition("/")[2]]
+            rolled = measure_rollout(binary, paths, december, args, workdir, versions)
 
         if args.only in ("all", "log"):
             logged = measure_log(binary, tags["binary"], paths, december, args, workdir)
@@ -445,6 +572,11 @@ def main() -> int:
                 rows.append(("mlflow models serve", name, "/invocations", result))
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    if args.only in ("all", "rollout"):
+        print(f"Measured {stamp} on {platform.machine()}, {os.cpu_count()} cores; {tags['binary']}.")
+        print()
+        print_rollout(rolled, args)
+        print()
     if logged is not None:
         print(f"Measured {stamp} on {platform.machine()}, {os.cpu_count()} cores; {tags['binary']}.")
         print()

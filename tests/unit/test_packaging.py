@@ -37,6 +37,8 @@ from airloop.packaging.bento import (
 from airloop.packaging.serving import post_json, scraped_total, served_bento
 from airloop.packaging.skew import TrainingServingSkew, check_skew
 from airloop.paths import StatePaths
+from airloop.registry.semver import SEMVER_TAG
+from airloop.registry.tracking import tracking_client
 from airloop.registry.versions import DIGEST_TAG, register_candidate
 
 # infer_signature's advice about integer columns: this test's frames have no missing ints.
@@ -285,9 +287,10 @@ def test_served_bento_predicts_what_the_mlflow_model_predicts(
     assert {(a["model_name"], a["model_version"]) for a in answers} == {
         (reg.config.model.registered_name, version)
     }
-    # A binary answer has no multiclass fields; each has its own inference id.
-    fields = {"prediction", "score", "model_name", "model_version", "inference_id"}
-    assert all(set(a) == fields for a in answers)
+    # A binary answer has no multiclass fields; each has its own inference id. These
+    # versions were registered without a semantic version: it answers null.
+    fields = {"prediction", "score", "model_name", "model_version", "model_semver", "inference_id"}
+    assert all(set(a) == fields for a in answers) and {a["model_semver"] for a in answers} == {None}
     assert len({a["inference_id"] for a in answers}) == len(answers)
     one = post_json(f"{base}/predict_one", {"record": records[3]})
     assert {**one, "inference_id": None} == {**answers[3], "inference_id": None}
@@ -360,6 +363,10 @@ def test_regression_bento_answers_values(registered: Registered) -> None:
     with _tracking(reg.paths.tracking_uri()):
         version = register_pipeline(config, pipeline, x, reg.experiment)
     uri = f"models:/{config.model.registered_name}/{version}"
+    # The bento answers the semantic version the version is tagged with.
+    tracking_client(reg.paths).set_model_version_tag(
+        config.model.registered_name, version, SEMVER_TAG, "1.0.0"
+    )
 
     tag = build_bento(config, uri, version, reg.paths)
     assert tag == "flights-arr-delay-service:v1"
@@ -373,8 +380,8 @@ def test_regression_bento_answers_values(registered: Registered) -> None:
 
     expected = pipeline.predict(frame)
     np.testing.assert_allclose([a.prediction for a in answers], expected, rtol=1e-6)
-    assert {(a.score, a.model_name, a.model_version) for a in answers} == {
-        (None, "flights-arr-delay", version)
+    assert {(a.score, a.model_name, a.model_version, a.model_semver) for a in answers} == {
+        (None, "flights-arr-delay", version, "1.0.0")
     }
 
 

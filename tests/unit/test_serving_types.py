@@ -216,10 +216,8 @@ def test_multiclass_answers_name_the_class_and_match_the_mlflow_model(tiers: Tie
     np.testing.assert_allclose(served_probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert [a["prediction"] for a in answers] == [CLASSES[i] for i in expected.argmax(axis=1)]
     assert all(a["score"] == max(a["probabilities"].values()) for a in answers)
-    assert all(
-        set(a) == {"prediction", "score", "probabilities", "model_name", "model_version", "inference_id"}
-        for a in answers
-    )
+    fields = {"prediction", "score", "probabilities", "model_name", "model_version", "model_semver"}
+    assert all(set(a) == {*fields, "inference_id"} for a in answers)
     assert len({a["prediction"] for a in answers}) > 1  # the model tells the tiers apart
 
 

@@ -16,14 +16,12 @@ does for a bento):
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -31,8 +29,8 @@ from typing import IO, Any
 import yaml
 
 from airloop.monitoring.service_alerts import PrometheusUnavailable, prometheus_duration
+from airloop.ops.debian_tools import ToolNotFound, tool_binary
 from airloop.ops.stack import free_port
-from airloop.paths import PROJECT_ROOT
 
 PROMETHEUS_ENV = "AIRLOOP_PROMETHEUS"
 # Where `make prometheus` unpacks Debian's package.
@@ -41,56 +39,44 @@ CONFIG_FILE = "prometheus.yml"
 RULES_FILE = "alert_rules.yml"
 
 
-class PrometheusNotFound(FileNotFoundError):
+class PrometheusNotFound(ToolNotFound):
     """No Prometheus binary: $AIRLOOP_PROMETHEUS, the project's .tools/ or PATH."""
 
 
 def prometheus_binary() -> Path:
     """$AIRLOOP_PROMETHEUS, else `make prometheus`'s binary in the checkout, else
     `prometheus` on PATH; PrometheusNotFound (naming `make prometheus`) if none is there."""
-    configured = os.environ.get(PROMETHEUS_ENV)
-    if configured:
-        path = Path(configured)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise PrometheusNotFound(f"${PROMETHEUS_ENV} is {configured}, not an executable file")
-        return path
-    unpacked = PROJECT_ROOT / TOOLS_BINARY
-    if unpacked.is_file() and os.access(unpacked, os.X_OK):
-        return unpacked
-    on_path = shutil.which("prometheus")
-    if on_path:
-        return Path(on_path)
-    raise PrometheusNotFound(
-        f"no Prometheus binary: run `make prometheus` (it unpacks Debian's package into "
-        f"{unpacked.parent.parent.parent}), or set ${PROMETHEUS_ENV} to one"
-    )
+    try:
+        return tool_binary("prometheus", PROMETHEUS_ENV, TOOLS_BINARY)
+    except ToolNotFound as missing:
+        raise PrometheusNotFound(str(missing)) from None
 
 
 def scrape_config(
-    targets: Mapping[str, str],
+    targets: Mapping[str, str | Sequence[str]],
     rule_files: list[str] | None = None,
     scrape_interval: float = 5,
     evaluation_interval: float | None = None,
 ) -> dict[str, Any]:
-    """The prometheus.yml (as a dict) scraping `targets`, {model: base URL of its server}:
-    one job per model, named after it, whose target carries the label `model`.
+    """The prometheus.yml (as a dict) scraping `targets`, {model: base URL of its server, or
+    the URLs of its servers}: one job per model, named after it, whose targets carry the
+    label `model`.
 
     The target's `model` wins over a `model` label the server exposes (honor_labels false,
     Prometheus's default; the exposed value is kept as `exported_model`), so every series of
-    a model's server, BentoML's and airloop's, is selected by the same `model="<name>"`.
+    a model's servers, BentoML's and airloop's, is selected by the same `model="<name>"`.
     `evaluation_interval` (default: the scrape interval) is how often rules are evaluated.
     """
     jobs = []
-    for model, base_url in sorted(targets.items()):
-        url = urllib.parse.urlsplit(base_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise ValueError(f"{model}: {base_url!r} is not an http(s) base URL")
+    for model, given in sorted(targets.items()):
+        urls = [_base_url(model, base) for base in ([given] if isinstance(given, str) else given)]
+        scheme, path = (urls[0].scheme, urls[0].path.rstrip("/")) if urls else ("http", "")
         jobs.append(
             {
                 "job_name": model,
-                "scheme": url.scheme,
-                "metrics_path": f"{url.path.rstrip('/')}/metrics",
-                "static_configs": [{"targets": [url.netloc], "labels": {"model": model}}],
+                "scheme": scheme,
+                "metrics_path": f"{path}/metrics",
+                "static_configs": [{"targets": [u.netloc for u in urls], "labels": {"model": model}}],
             }
         )
     interval = prometheus_duration(scrape_interval)
@@ -110,9 +96,16 @@ def scrape_config(
     return config
 
 
+def _base_url(model: str, base: str) -> urllib.parse.SplitResult:
+    url = urllib.parse.urlsplit(base)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ValueError(f"{model}: {base!r} is not an http(s) base URL")
+    return url
+
+
 def write_config(
     folder: Path,
-    targets: Mapping[str, str],
+    targets: Mapping[str, str | Sequence[str]],
     rules: dict[str, Any] | None = None,
     scrape_interval: float = 5,
     evaluation_interval: float | None = None,
@@ -132,7 +125,7 @@ def write_config(
 
 @contextmanager
 def running_prometheus(
-    targets: Mapping[str, str],
+    targets: Mapping[str, str | Sequence[str]],
     folder: Path,
     rules: dict[str, Any] | None = None,
     scrape_interval: float = 5,
@@ -156,7 +149,8 @@ def running_prometheus(
         try:
             deadline = time.monotonic() + timeout
             wait_prometheus_ready(base, server, timeout, log)
-            wait_targets_scraped(base, len(targets), deadline - time.monotonic())
+            count = sum(1 if isinstance(t, str) else len(t) for t in targets.values())
+            wait_targets_scraped(base, count, deadline - time.monotonic())
             yield base
         finally:
             stop_server(server)

@@ -28,14 +28,15 @@ from typing import Any
 
 from airloop.config import AirloopConfig
 from airloop.paths import StatePaths
+from airloop.registry.semver import SEMVER_TAG
 from airloop.registry.tracking import tracking_client
 from airloop.registry.versions import DIGEST_TAG, artifact_digest
 
 log = logging.getLogger(__name__)
 
 SERVICE_FILE = Path(__file__).with_name("service.py")
-# What the service imports beside itself: the prediction log's writer.
-SINK_FILE = Path(__file__).with_name("prediction_sink.py")
+# What the service imports beside itself: the prediction log's writer, the shadow's copier.
+COMPANION_FILES = tuple(Path(__file__).with_name(f) for f in ("prediction_sink.py", "shadow_mirror.py"))
 SERVICE_MODULE = SERVICE_FILE.stem
 SERVICE_CLASS = "TabularModel"
 # Where the MLflow model sits inside the BentoML model (service.py's MLFLOW_MODEL_FOLDER).
@@ -156,13 +157,14 @@ def build_bento(config: AirloopConfig, model_uri: str, registry_version: str, pa
     # `bentoml.build` imports the service module by name and keeps it in sys.modules; a
     # module cached by an earlier build would still hold that build's arguments.
     sys.modules.pop(SERVICE_MODULE, None)
-    sys.modules.pop(SINK_FILE.stem, None)
+    for companion in COMPANION_FILES:
+        sys.modules.pop(companion.stem, None)
     built = bentoml.build(
         f"{SERVICE_MODULE}:{SERVICE_CLASS}",
         name=bento.partition(":")[0],
         version=bento.partition(":")[2],
         build_ctx=str(SERVICE_FILE.parent),
-        include=[SERVICE_FILE.name, SINK_FILE.name],
+        include=[SERVICE_FILE.name, *(f.name for f in COMPANION_FILES)],
         labels={SOURCE_LABEL: source, "registered_name": config.model.registered_name},
         description=f"Serves {config.model.registered_name} version {version} ({model_uri}).",
         python={
@@ -172,7 +174,9 @@ def build_bento(config: AirloopConfig, model_uri: str, registry_version: str, pa
             "lock_packages": False,
         },
         args={
-            **_service_args(config, model, version, Path(stored.path_of(MODEL_FOLDER))),
+            **_service_args(
+                config, model, version, Path(stored.path_of(MODEL_FOLDER)), registered.tags.get(SEMVER_TAG)
+            ),
             "prediction_buckets": _prediction_buckets(config, paths, registered.run_id),
         },
     )
@@ -224,8 +228,11 @@ def _import_model(
     return stored
 
 
-def _service_args(config: AirloopConfig, model: str, version: str, mlflow_model: Path) -> dict[str, Any]:
-    """The template arguments service.py reads (see its docstring)."""
+def _service_args(
+    config: AirloopConfig, model: str, version: str, mlflow_model: Path, semver: str | None = None
+) -> dict[str, Any]:
+    """The template arguments service.py reads (see its docstring); `semver` is the version's
+    semantic version (None for one registered without)."""
     import mlflow.sklearn
 
     dataset = config.dataset
@@ -235,6 +242,7 @@ def _service_args(config: AirloopConfig, model: str, version: str, mlflow_model:
         "model_tag": model,
         "registered_name": config.model.registered_name,
         "registry_version": version,
+        "semver": semver,
         "task": config.task,
         "features": {name: columns[name].type for name in dataset.features},
         "nullable": [name for name in dataset.features if columns[name].nullable],

@@ -11,7 +11,8 @@ One row per answered record, appended as Parquet files partitioned by the hour a
     served_at      timestamp (UTC, ms) the answer was computed
     model_name     registered model name
     model_version  registry version
-    role           "served" (online), "batch" (score_batch)
+    role           "served" (online: what callers got), "batch" (score_batch), "shadow"
+                   (a challenger's answer to a copy of live traffic, never returned to callers)
     latency_ms     time the model took for the batch the record was scored in
     prediction     binary: 0/1; regression: the value; multiclass: the class, as text
     score          binary: P(1); multiclass: the class's probability; regression: null
@@ -51,7 +52,10 @@ KEY_PREFIX = "key."
 PII_KEY_ENV = "AIRLOOP_PII_KEY"
 # Where a served bento writes its log (set by whoever starts it); unset: no log.
 LOG_LOCATION_ENV = "AIRLOOP_PREDICTION_LOG"
-ROLES = ("served", "batch")
+ROLES = ("served", "batch", "shadow")
+# A server's role (set by whoever starts it): "served" (unset) or "shadow".
+ROLE_ENV = "AIRLOOP_ROLE"
+SERVER_ROLES = ("served", "shadow")
 PII_METADATA = b"airloop.pii_hashed"
 
 _ARROW_TYPES = {
@@ -129,6 +133,16 @@ def pii_hasher(key: bytes) -> Callable[[Any], str | None]:
 def pii_key_from_env() -> bytes | None:
     value = os.environ.get(PII_KEY_ENV)
     return value.encode() if value else None
+
+
+def role_from_env() -> str:
+    """The role a server logs its answers as: $AIRLOOP_ROLE, "served" when unset or empty.
+    Raises ValueError for any other value than "served" or "shadow" (a typo must not log a
+    challenger's answers as what callers got)."""
+    value = os.environ.get(ROLE_ENV, "").strip() or "served"
+    if value not in SERVER_ROLES:
+        raise ValueError(f"${ROLE_ENV}={value!r}: a server's role is one of {', '.join(SERVER_ROLES)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -278,7 +292,7 @@ class PredictionLog:
     At most `max_pending` records wait; beyond that new ones are dropped and counted
     (`on_dropped`), so an unwritable log never grows memory. A failed write (disk full,
     permissions) is reported to `on_error` and its records are dropped; the next flush tries
-    again. `close` writes what is left.
+    again. `close` writes what is left. `role` is one of ROLES (a server's: `role_from_env()`).
     """
 
     def __init__(
@@ -297,6 +311,8 @@ class PredictionLog:
         on_error: Callable[[Exception], None] = lambda error: None,
         on_dropped: Callable[[int], None] = lambda rows: None,
     ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"prediction log role {role!r} is not one of {', '.join(ROLES)}")
         self.root, self.schema = root, schema
         self.model_name, self.model_version, self.role = model_name, model_version, role
         self.flush_seconds, self.max_pending, self.sample_rate = flush_seconds, max_pending, sample_rate

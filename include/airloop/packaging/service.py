@@ -9,6 +9,8 @@ exact model version it was built for (`bentoml get <bento tag>` shows them under
     model_tag           BentoML model holding the MLflow model, e.g. "flights-late-arrival:v3"
     registered_name     MLflow registered model name, e.g. "flights-late-arrival"
     registry_version    MLflow registry version, e.g. "3"
+    semver              its semantic version (tag airloop.semver), e.g. "1.2.0"; null for
+                        a version registered without one
     task                "binary_classification", "multiclass_classification" or "regression"
     features            {column: "int" | "float" | "str" | "bool" | "date" | "datetime"}, in
                         the model's column order
@@ -36,11 +38,12 @@ For development, serve it straight from source with the arguments in a YAML file
 `bentoml serve service.py:TabularModel --arg-file args.yaml`.
 
 API: POST /predict {"records": [{feature: value, ...}, ...]} returns, per record,
-{"prediction", "score", "model_name", "model_version", "inference_id"}; POST /predict_one
-{"record": {...}} returns one. A record may carry its own "inference_id" (else one is made;
-"airloop_inference_id" where a column has that name) and the dataset's keys. Binary:
-prediction 0/1, score P(1). Regression: prediction the value, score null. Multiclass:
-prediction the likeliest class (its own JSON type), score its probability, and
+{"prediction", "score", "model_name", "model_version", "model_semver", "inference_id"}
+(model_semver: the semantic version, null for a version registered without one); POST
+/predict_one {"record": {...}} returns one. A record may carry its own "inference_id"
+(else one is made; "airloop_inference_id" where a column has that name) and the dataset's
+keys. Binary: prediction 0/1, score P(1). Regression: prediction the value, score null.
+Multiclass: prediction the likeliest class (its own JSON type), score its probability, and
 "probabilities" {class as text: probability} of every class. Both routes
 share adaptive batching: concurrent requests are scored together. A request that does not
 fit the schema (a missing or extra field, a wrong type, NaN or infinity, a value outside a
@@ -65,8 +68,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model,
 
 try:  # in a bento, the log's writer is shipped beside this file
     import prediction_sink as sink  # type: ignore[import-not-found,unused-ignore]
+    import shadow_mirror  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # imported from the airloop package
     from airloop.packaging import prediction_sink as sink
+    from airloop.packaging import shadow_mirror
 
 # Where build_bento puts the MLflow model inside the BentoML model.
 MLFLOW_MODEL_FOLDER = "mlflow_model"
@@ -104,6 +109,7 @@ class ServeArgs(BaseModel):
     model_tag: str
     registered_name: str
     registry_version: str
+    semver: str | None = None
     task: Literal["binary_classification", "multiclass_classification", "regression"]
     features: dict[str, Literal["int", "float", "str", "bool", "date", "datetime"]] = Field(min_length=1)
     nullable: list[str] = Field(default_factory=list)
@@ -164,6 +170,8 @@ class Prediction(BaseModel):
     score: float | None
     model_name: str
     model_version: str
+    # The version's semantic version; None for one registered without.
+    model_semver: str | None
     # The request's id, or a fresh one: what its label is joined by.
     inference_id: str
 
@@ -181,6 +189,7 @@ class ClassPrediction(BaseModel):
     probabilities: dict[str, float]
     model_name: str
     model_version: str
+    model_semver: str | None
     inference_id: str
 
 
@@ -395,6 +404,14 @@ class ServiceMetrics:
             "Values of a categorical feature the model never saw in training (scored as unknown)",
             ["model", "version", "column"],
         )
+        self.shadow_sent, self.shadow_dropped, self.shadow_errors = (
+            _metric("Counter", f"airloop_shadow_{what}", doc, ["model", "version"]).labels(model, version)
+            for what, doc in (
+                ("sent", "Records copied to the shadow server"),
+                ("dropped", "Records not copied to the shadow: its queue was full"),
+                ("errors", "Batches the shadow server did not take"),
+            )
+        )
         self.log_errors = _metric(
             "Counter", "airloop_prediction_log_errors", "Prediction log writes that failed",
             ["model", "version"],
@@ -543,6 +560,11 @@ class TabularModel:
             for name, values in ARGS.trained_categories.items()
         ]
         self.log = _prediction_log(self.metrics)
+        self.mirror = shadow_mirror.mirror_from_env(
+            ID_FIELD, batch_size=min(500, ARGS.max_batch), on_sent=self.metrics.shadow_sent.inc,
+            on_dropped=self.metrics.shadow_dropped.inc,
+            on_error=lambda error: self.metrics.shadow_errors.inc(),
+        )  # fmt: skip
         # /predict_one's records go through BentoML's adaptive batching as /predict's do,
         # in a queue of their own (BentoML batches an API only when its argument is the
         # batch). Unbatched, each request was one model call in a thread of its own: 1.05 ms
@@ -576,6 +598,8 @@ class TabularModel:
         self.dispatcher.shutdown()
         if self.log is not None:
             self.log.close()
+        if self.mirror is not None:
+            self.mirror.close()
 
     async def _score_batch(self, records: Sequence[Any]) -> list[Any]:
         import anyio.to_thread
@@ -606,6 +630,8 @@ class TabularModel:
         self._count(answers)
         if self.log is not None:
             self.log.append(_answered(answers, rows, ids, latency_ms))
+        if self.mirror is not None:
+            self.mirror.offer(rows, ids)
         return answers
 
     def _count(self, answers: list[Any]) -> None:
@@ -632,7 +658,7 @@ def _prediction_log(metrics: ServiceMetrics) -> Any:
     key = sink.pii_key_from_env()
     schema = sink.log_schema(ARGS.task, ARGS.features, ARGS.keys, ARGS.pii, hashing=key is not None)
     return sink.PredictionLog(
-        location, schema, ARGS.registered_name, ARGS.registry_version,
+        location, schema, ARGS.registered_name, ARGS.registry_version, role=sink.role_from_env(),
         flush_seconds=ARGS.log.flush_seconds, max_pending=ARGS.log.max_pending,
         sample_rate=ARGS.log.sample_rate, pii_key=key,
         on_written=metrics.logged.inc, on_error=lambda error: metrics.log_errors.inc(),
@@ -651,14 +677,19 @@ def _answered(answers: list[Any], rows: list[dict[str, Any]], ids: list[str], la
 
 def _answerer(model: Any) -> Callable[[Any, list[str]], list[Any]]:
     """The answers to a batch's model inputs, per ARGS.task (plain Python per record)."""
-    name, version = ARGS.registered_name, ARGS.registry_version
+    name, version, semver = ARGS.registered_name, ARGS.registry_version, ARGS.semver
     if ARGS.task == "binary_classification":
 
         def binary(inputs: Any, ids: list[str]) -> list[Any]:
             scores = np.asarray(model.predict_proba(inputs))[:, 1].tolist()
             return [
                 Prediction.model_construct(
-                    prediction=int(p >= 0.5), score=p, model_name=name, model_version=version, inference_id=i
+                    prediction=int(p >= 0.5),
+                    score=p,
+                    model_name=name,
+                    model_version=version,
+                    model_semver=semver,
+                    inference_id=i,
                 )
                 for p, i in zip(scores, ids, strict=True)
             ]
@@ -678,6 +709,7 @@ def _answerer(model: Any) -> Callable[[Any, list[str]], list[Any]]:
                     probabilities=dict(zip(keys, row, strict=True)),
                     model_name=name,
                     model_version=version,
+                    model_semver=semver,
                     inference_id=i,
                 )
                 for b, row, i in zip(best, table.tolist(), ids, strict=True)
@@ -689,7 +721,12 @@ def _answerer(model: Any) -> Callable[[Any, list[str]], list[Any]]:
         values = np.asarray(model.predict(inputs), dtype="float64").tolist()
         return [
             Prediction.model_construct(
-                prediction=v, score=None, model_name=name, model_version=version, inference_id=i
+                prediction=v,
+                score=None,
+                model_name=name,
+                model_version=version,
+                model_semver=semver,
+                inference_id=i,
             )
             for v, i in zip(values, ids, strict=True)
         ]

@@ -57,10 +57,12 @@ def start_bento_server(
     output: IO[bytes] | None,
     cwd: Path | None = None,
     prediction_log: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`bentoml serve tag` in its own process group (its workers stop with it); output to
     `output` (None: this process's), answers logged to `prediction_log` (None: not logged,
-    unless the bento's config names object storage). Returns the process and the base URL."""
+    unless the bento's config names object storage), `extra_env` added to its environment.
+    Returns the process and the base URL."""
     bentoml_cli = Path(sys.executable).with_name("bentoml")
     home = server_home(paths, port)
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
@@ -68,6 +70,7 @@ def start_bento_server(
     if prediction_log is not None:
         env[LOG_LOCATION_ENV] = str(prediction_log)
         env.setdefault(PII_KEY_ENV, pii_key(paths))
+    env.update(extra_env or {})
     server = subprocess.Popen(
         [str(bentoml_cli), "serve", tag, "--host", host, "--port", str(port)],
         env=env,

@@ -3,6 +3,10 @@
 The log is many small append-only Parquet files, partitioned by date and hour. Readers
 see each prediction once: rows are keyed by (inference_id, role), so a file copied or
 written twice (a batch run retried after it logged) is no double count.
+
+What callers were answered is the "served" and "batch" rows (`ANSWERED_ROLES`, what
+`read_log` reads unless asked): a shadowed challenger's "shadow" rows, its answers to a copy
+of live traffic under the same inference ids, are read only by `shadow_pairs`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from airloop.config import AirloopConfig
 from airloop.packaging.prediction_sink import FEATURE_PREFIX, KEY_PREFIX, hashed_columns
 from airloop.paths import StatePaths
 
+ANSWERED_ROLES = ("served", "batch")
 # Columns every log row has, besides its features and keys.
 META_COLUMNS = (
     "inference_id", "served_at", "model_name", "model_version", "role", "latency_ms",
@@ -53,10 +58,12 @@ def read_log(
     paths: StatePaths,
     since: datetime | None = None,
     until: datetime | None = None,
-    roles: tuple[str, ...] = ("served", "batch"),
+    roles: tuple[str, ...] = ANSWERED_ROLES,
+    versions: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
-    """The logged predictions answered in [since, until), each once; empty (with the meta
-    columns) when there are none. Features stay prefixed ("feature.<column>"); see
+    """The logged predictions of `roles` (by default what callers got, never "shadow") and
+    of model `versions` (None: any) answered in [since, until), each once; empty (with the
+    meta columns) when there are none. Features stay prefixed ("feature.<column>"); see
     `served_frame` for the dataset's own column names."""
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -71,6 +78,8 @@ def read_log(
     schemas = [ds.dataset(f, format="parquet", filesystem=filesystem).schema for f in files]
     dataset = ds.dataset(files, format="parquet", filesystem=filesystem, schema=pa.unify_schemas(schemas))
     condition = ds.field("role").isin(list(roles))
+    if versions is not None:
+        condition &= ds.field("model_version").isin([str(v) for v in versions])
     if since is not None:
         condition &= ds.field("served_at") >= pa.scalar(_utc(since), pa.timestamp("ms", tz="UTC"))
     if until is not None:
@@ -84,6 +93,28 @@ def served_frame(log: pd.DataFrame) -> pd.DataFrame:
     """The log's rows with the dataset's column names: its features and keys, unprefixed."""
     names = {c: c.partition(".")[2] for c in log.columns if c.startswith((FEATURE_PREFIX, KEY_PREFIX))}
     return log.rename(columns=names)
+
+
+def shadow_pairs(
+    config: AirloopConfig,
+    paths: StatePaths,
+    champion_version: str,
+    challenger_version: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pd.DataFrame:
+    """One row per inference id answered in [since, until) both by `champion_version` (role
+    "served": what the caller got) and by `challenger_version` (role "shadow"), in the order
+    served: the champion's features and keys (dataset names, as `served_frame`), served_at,
+    then `champion_` and `challenger_` + prediction, score, probabilities and latency_ms.
+    Ids only one of them answered (the shadow's sampling, a lost mirror) are left out."""
+    answer = ["prediction", "score", "probabilities", "latency_ms"]
+    served = read_log(config, paths, since, until, roles=("served",), versions=(champion_version,))
+    shadow = read_log(config, paths, since, until, roles=("shadow",), versions=(challenger_version,))
+    shadow = shadow[["inference_id", *answer]].rename(columns={c: f"challenger_{c}" for c in answer})
+    served = served_frame(served.drop(columns=["role", "model_name", "model_version"]))
+    served = served.rename(columns={c: f"champion_{c}" for c in answer})
+    return served.merge(shadow, on="inference_id", how="inner", sort=False).reset_index(drop=True)
 
 
 def recent(hours: float, now: datetime | None = None) -> datetime:
