@@ -38,6 +38,12 @@ FROM apache/airflow:3.3.2-python3.11 AS airflow
 
 ARG TORCH_INDEX_URL
 
+# `airloop serve` moves traffic between a model's servers through Debian's HAProxy.
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends haproxy \
+    && rm -rf /var/lib/apt/lists/*
+
 # The base image installs into the airflow user's ~/.local (PIP_USER=true): stay that user.
 USER airflow
 

@@ -297,7 +297,7 @@ def measure_log(
     }
 
 
-ROLLOUT_STATES = ("direct", "haproxy", "canary 50%", "shadow 100%", "shadow 10%")
+ROLLOUT_STATES = ("direct", "haproxy", "canary 5%", "canary 50%", "shadow 100%", "shadow 10%")
 
 
 def measure_rollout(
@@ -359,11 +359,10 @@ def measure_rollout(
     def apply(state: str) -> str:
         end_canary(client, name)
         end_shadow(client, name)
-        if state == "canary 50%":
-            set_canary(client, name, second, 50)
-            settle(
-                lambda now: sorted(s["weight"] or 0 for s in now if s["role"] == "served")[-2:] == [50, 50]
-            )
+        if state.startswith("canary"):
+            percent = int(state.split()[1].rstrip("%"))
+            set_canary(client, name, second, percent)
+            settle(lambda now: sorted(s["weight"] or 0 for s in now)[-2:] == sorted([percent, 100 - percent]))
         elif state.startswith("shadow"):
             sample = 1.0 if state == "shadow 100%" else 0.1
             set_shadow(client, name, second, sample)
@@ -446,10 +445,11 @@ def print_rollout(result: dict[str, Any], args: Any) -> None:
           f"through HAProxy: {switched['requests']:,} requests, {switched['non_2xx']} non-2xx, socket "
           f"errors: {switched['socket_errors']}; {switched['rps']:.0f} req/s, "
           f"p99 {switched['p99']:.1f} ms.")  # fmt: skip
-    haproxy, canary = runs["haproxy"], runs["canary 50%"]
-    print(f"- through HAProxy vs direct: {haproxy['rps'] / direct['rps']:.3f}× req/s (target ≥ 0.85), p99 "
-          f"{haproxy['p99'] - direct['p99']:+.1f} ms; canary 50%: {canary['rps'] / direct['rps']:.3f}×, p99 "
-          f"{canary['p99'] - direct['p99']:+.1f} ms")  # fmt: skip
+    for state in ("haproxy", "canary 5%", "canary 50%"):
+        r = runs[state]
+        print(f"- {state} vs direct: {r['rps'] / direct['rps']:.3f}× req/s (target ≥ 0.85), p99 "
+              f"{r['p99'] - direct['p99']:+.1f} ms")  # fmt: skip
+    haproxy = runs["haproxy"]
     for state, target in (("shadow 100%", 0.60), ("shadow 10%", 0.90)):
         r = runs[state]
         print(f"- {state} vs HAProxy alone: {r['rps'] / haproxy['rps']:.3f}× req/s (target ≥ {target:.2f}), "
@@ -509,8 +509,10 @@ def main() -> int:
         "--rounds", type=int, default=1, help="runs per route, taking turns; the medians are printed"
     )
     parser.add_argument(
-        "--only", choices=("all", "routes", "log"), default="all",
-        help="routes: the bentos' routes vs mlflow, multiclass vs binary; log: prediction log off vs on",
+        "--only", choices=("all", "routes", "log", "rollout"), default="all",
+        help="routes: the bentos' routes vs mlflow, multiclass vs binary; log: prediction log off vs on; "
+        "rollout: straight to the champion's server vs through HAProxy, a canary and shadows, and 10 "
+        "switches under load",
     )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:

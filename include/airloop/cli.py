@@ -302,9 +302,15 @@ def cmd_serve(args: argparse.Namespace, selection: Selection, paths: StatePaths)
         signal.signal(sig, lambda number, _: stopping.append(number))
     for name, port in serving_ports(selection.configs, args.port).items():
         print(f"airloop serve: {name} at http://{args.host}:{port} once it has a champion", flush=True)
-    serve_champions(
-        selection.configs, paths, args.host, args.port, args.poll, should_stop=lambda: bool(stopping)
-    )
+    from airloop.ops.debian_tools import ToolNotFound
+
+    try:
+        serve_champions(
+            selection.configs, paths, args.host, args.port, args.poll, should_stop=lambda: bool(stopping)
+        )
+    except ToolNotFound as missing:
+        print(f"airloop serve: {missing}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -431,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=3000, help="the first model's port, in name order; the next gets +1, ..."
     )
-    serve.add_argument("--poll", type=float, default=30, help="seconds between looks at the champion alias")
+    serve.add_argument("--poll", type=float, default=2, help="seconds between looks at the registry")
     serve.set_defaults(func=cmd_serve, scope=DEPLOYMENT)
     retrain = sub.add_parser("retrain", help="the whole continuous-training flow in this process")
     retrain.add_argument(

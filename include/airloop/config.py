@@ -404,6 +404,12 @@ class GateConfig(_Frozen):
     # Budgets: 95th-percentile one-record prediction latency, size of the logged model.
     max_latency_ms: float | None = Field(default=None, gt=0)
     max_model_mb: float | None = Field(default=None, gt=0)
+    # A person approves each promotion in the Airflow UI (or over REST) before it happens:
+    # continuous_training waits at `approve_promotion` (holding no worker slot) this many
+    # minutes (at most a year), then applies on_approval_timeout.
+    require_approval: bool = False
+    approval_timeout_minutes: float = Field(default=1440, gt=0, le=525_600)
+    on_approval_timeout: Literal["reject", "approve"] = "reject"
 
 
 class RetrainingConfig(_Frozen):
@@ -492,6 +498,51 @@ class ServingConfig(_Frozen):
     alerts: ServiceAlertsConfig = ServiceAlertsConfig()
 
 
+class RolloutConfig(_Frozen):
+    """How a promoted candidate meets live traffic (the `roll_out` DAG; `airloop serve` routes).
+
+    blue_green: all traffic at once, the moment its server is ready (continuous_training
+    promotes it itself). canary: `steps` percentages of the traffic (the last is 100), each
+    held for `bake_minutes` and until it has `min_requests` requests (and `min_labelled`
+    labelled answers), then judged against the champion: error rate, p95 latency, and the
+    live metric with the gate's bootstrap once labels are there; it advances or is rolled back.
+    shadow: a copy of `shadow_sample` of the traffic, answered by nobody, until it has
+    `min_requests` paired answers (and `min_labelled` labelled), then judged with the gate's
+    paired bootstrap on them; promoted or dropped. Still short of its numbers after
+    `max_wait_minutes`, a step is rolled back: nothing was shown to be safe.
+    """
+
+    strategy: Literal["blue_green", "canary", "shadow"] = "blue_green"
+    steps: tuple[int, ...] = (5, 25, 50, 100)
+    shadow_sample: float = Field(default=1.0, gt=0, le=1)
+    min_requests: int = Field(default=200, ge=1)
+    min_labelled: int = Field(default=0, ge=0)
+    bake_minutes: float = Field(default=10, gt=0, le=7 * 24 * 60)
+    max_wait_minutes: float = Field(default=120, gt=0, le=30 * 24 * 60)
+    # The canary's 5xx share may exceed the champion's by at most this much.
+    max_error_rate_increase: float = Field(default=0.01, ge=0, lt=1)
+    # ... and its p95 latency be at most this many times the champion's.
+    max_latency_factor: float = Field(default=1.5, gt=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps or steps[-1] != 100:
+            raise ValueError(f"the canary's steps end at 100 (percent of the traffic), not {list(steps)}")
+        if any(not 0 < s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
+            raise ValueError(f"the canary's steps are increasing percentages in 1-100, not {list(steps)}")
+        return steps
+
+    @model_validator(mode="after")
+    def _waits_longer_than_it_bakes(self) -> RolloutConfig:
+        if self.max_wait_minutes < self.bake_minutes:
+            raise ValueError(
+                f"max_wait_minutes ({self.max_wait_minutes}) is shorter than bake_minutes "
+                f"({self.bake_minutes})"
+            )
+        return self
+
+
 class LabelsConfig(_Frozen):
     """Ground truth that arrives after the prediction: files or SQL rows of an inference id
     (or the dataset's keys), the label (the target column) and when it was known."""
@@ -557,6 +608,7 @@ class AirloopConfig(_Frozen):
     serving: ServingConfig = ServingConfig()
     labels: LabelsConfig = LabelsConfig()
     scoring: ScoringConfig = ScoringConfig()
+    rollout: RolloutConfig = RolloutConfig()
 
     @model_validator(mode="after")
     def _fits_task(self) -> AirloopConfig:

@@ -194,3 +194,33 @@ def test_the_trigger_form_has_typed_described_params_that_reach_the_config(dagba
     config = load_config()
     # The form's defaults leave the config as it is.
     assert config_for_run(config, stage, params.dump()) == config
+
+
+def test_require_approval_puts_a_human_approval_between_packaging_and_promotion(dagbag, tmp_path) -> None:
+    from datetime import timedelta
+
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from airloop.config import load_config
+    from airloop.orchestration.stages import continuous_training
+    from airloop.orchestration.wiring import ModelWiring
+    from airloop.paths import StatePaths
+    from tests.conftest import config_variant
+
+    for model in MODELS:  # the project's configs ask nobody
+        assert "approve_promotion" not in dagbag.dags[dag_id(model, "continuous_training")].task_ids
+
+    gate = {"require_approval": True, "approval_timeout_minutes": 90, "on_approval_timeout": "approve"}
+    config = config_variant(load_config(), gate=gate)
+    dag = continuous_training.build(ModelWiring.of(config, StatePaths(tmp_path / "state")))
+    approval = dag.get_task("approve_promotion")
+    assert isinstance(approval, ApprovalOperator)
+    assert approval.upstream_task_ids == {"package_model"}
+    assert approval.downstream_task_ids == {"promote_champion"}
+    assert "approve_promotion" in dag.get_task("promote_champion").upstream_task_ids
+    assert approval.response_timeout == timedelta(minutes=90) and approval.defaults == ["Approve"]
+    assert set(approval.serialized_params) == {"comment"}  # not the DAG's trigger form
+    assert approval.retries >= 1 and approval.owner == "airloop"
+    rejecting = config_variant(config, gate={"on_approval_timeout": "reject"})
+    dag = continuous_training.build(ModelWiring.of(rejecting, StatePaths(tmp_path / "state")))
+    assert dag.get_task("approve_promotion").defaults == ["Reject"]

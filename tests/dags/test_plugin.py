@@ -155,9 +155,11 @@ def test_every_button_is_a_global_extra_link(probe: dict[str, Any]) -> None:
 
 
 def test_plugin_is_served_by_the_rest_api(probe: dict[str, Any]) -> None:
+    from airloop.orchestration.links import BUTTONS
+
     served = {plugin["name"]: plugin for plugin in probe["served"]}
     airloop = served["airloop"]
-    assert len(airloop["global_operator_extra_links"]) == 6
+    assert len(airloop["global_operator_extra_links"]) == len(BUTTONS)
     assert airloop["fastapi_apps"] == [
         {"app": "airloop_plugin.LazyApp", "name": "airloop reports", "url_prefix": "/airloop"}
     ]

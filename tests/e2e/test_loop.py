@@ -47,6 +47,9 @@ def loop(tmp_path_factory):
     raw["drift"]["share_threshold"] = 0.1
     # Two hyperparameter trials per training run: the mapped train_trial fans out for real.
     raw["model"]["search"] = {"space": {"max_depth": [4, 6]}}
+    # Rollouts the tests start over REST bake for seconds, not minutes (the strategy stays
+    # blue_green: the replay's promotions are switches).
+    raw["rollout"] = {"steps": [50, 100], "bake_minutes": 0.3, "min_requests": 40, "max_wait_minutes": 6}
     config_path = root / "flights-e2e.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     root_paths = StatePaths(root / "state")
@@ -492,3 +495,220 @@ def _wait_run(client, dag: str, run_id: str, timeout: float = 300) -> str:
         return state if state in ("success", "failed") else None
 
     return wait_for(finished, timeout, f"{dag} run {run_id}")
+
+
+# Safe rollout, through the scheduler and REST, with `airloop serve` (HAProxy in front)
+# serving the model from this test's process.
+
+
+@pytest.fixture(scope="module")
+def serving(loop):
+    """`airloop serve` for the e2e model (polling every 0.5 s); yields HAProxy's URL."""
+    import threading
+
+    from airloop.packaging.champion_server import serve_champions, wait_until_warm
+
+    paths, _, _ = loop
+    deployment = StatePaths(paths.home)
+    stop, port = threading.Event(), free_port()
+    config = load_config(paths.home.parent / "flights-e2e.yaml")
+    thread = threading.Thread(
+        target=serve_champions, args=([config], deployment, "127.0.0.1", port, 0.5),
+        kwargs={"should_stop": stop.is_set}, daemon=True,
+    )  # fmt: skip
+    thread.start()
+    try:
+        wait_for(
+            lambda: wait_until_warm(paths, "flights", str(champion_of(paths).version), 1), 240, "serving"
+        )
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+
+
+class _Caller:
+    """Single-record requests, each with a fresh inference id, sent from a thread until stopped."""
+
+    def __init__(self, url: str, records: list[dict]) -> None:
+        import threading
+        import uuid
+
+        from airloop.packaging.serving import post_json
+
+        self.answers: list[dict] = []
+        self._stop = threading.Event()
+
+        def call() -> None:
+            for record in records:
+                if self._stop.is_set():
+                    return
+                self.answers.append(
+                    post_json(f"{url}/predict_one", {"record": {**record, "inference_id": uuid.uuid4().hex}})
+                )
+                time.sleep(0.02)
+
+        self._thread = threading.Thread(target=call, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> list[dict]:
+        self._stop.set()
+        self._thread.join()
+        return self.answers
+
+
+def _roll_out(client, conf: dict) -> tuple[str, dict[str, str]]:
+    """Trigger roll_out over REST; wait for it; (run state, {task: state})."""
+    run = client.trigger("flights__roll_out", conf=conf)
+    state = _wait_run(client, "flights__roll_out", run["dag_run_id"], timeout=420)
+    tasks = {t["task_id"]: t["state"] for t in client.task_instances("flights__roll_out", run["dag_run_id"])}
+    return state, tasks
+
+
+def test_a_rollout_under_load_refuses_no_request_and_moves_every_answer(loop, serving, tmp_path) -> None:
+    from airloop.demo.live_traffic import request_records
+    from tests.load import finish_wrk, start_wrk
+
+    paths, stack, _ = loop
+    config, client = load_config(), stack.client()
+    champion, previous = str(champion_of(paths).version), _alias(paths, "previous_champion")
+    bodies = tmp_path / "bodies.jsonl"
+    records = request_records(_flights_rows(5, 200), config)
+    bodies.write_text("\n".join(json.dumps({"record": r}) for r in records) + "\n")
+    load = start_wrk(serving, "/predict_one", bodies, 45, 8, tmp_path)
+    try:
+        state, tasks = _roll_out(client, {"version": previous, "strategy": "blue_green"})
+    finally:
+        result = finish_wrk(load)
+    assert state == "success" and tasks["promote_rolled_out"] == "success", tasks
+    assert str(champion_of(paths).version) == previous
+    assert result["requests"] > 1000 and result["non_2xx"] == 0 and result["socket_errors"] == "none", result
+    from airloop.packaging.serving import post_json
+
+    answered = post_json(f"{serving}/predict_one", {"record": records[0]})
+    assert answered["model_version"] == previous and champion != previous
+
+
+def test_a_canary_that_holds_up_advances_through_its_steps_and_is_promoted(loop, serving) -> None:
+    from airloop.demo.live_traffic import request_records
+
+    paths, stack, _ = loop
+    config, client = load_config(), stack.client()
+    challenger = _alias(paths, "previous_champion")
+    caller = _Caller(serving, request_records(_flights_rows(6, 5000), config))
+    try:
+        state, tasks = _roll_out(client, {"version": challenger, "strategy": "canary"})
+    finally:
+        answers = caller.stop()
+    assert state == "success" and tasks["canary_50"] == "success" and tasks["promote_rolled_out"] == "success"
+    assert tasks["shadow"] == "skipped" and tasks["blue_green"] == "skipped"
+    assert str(champion_of(paths).version) == challenger
+    assert {a["model_version"] for a in answers} >= {challenger}
+
+
+def test_a_degraded_canary_is_rolled_back_automatically_and_people_are_told(loop, serving) -> None:
+    """A challenger trained on shuffled labels is rolled out as a canary; its callers' labels
+    land and are joined (over REST) while the step bakes; the step finds it worse with the
+    gate's bootstrap and rolls it back: the champion keeps the traffic."""
+    from airloop.demo.live_traffic import land_labels, request_records, wait_logged
+
+    paths, stack, receiver = loop
+    config, client = load_config(), stack.client()
+    champion = str(champion_of(paths).version)
+    degraded = _register_shuffled(paths, config)
+    rows = _flights_rows(7, 900)
+    records = request_records(rows, config)
+    run = client.trigger(
+        "flights__roll_out", conf={"version": degraded, "strategy": "canary", "min_labelled": 150}
+    )
+    wait_for(lambda: _alias(paths, "canary") == degraded, 240, "the canary to start")
+    import uuid
+
+    from airloop.packaging.serving import post_json
+
+    ids = [uuid.uuid4().hex for _ in records]
+    answers = [
+        post_json(f"{serving}/predict_one", {"record": {**r, "inference_id": i}})
+        for r, i in zip(records, ids, strict=True)
+    ]
+    assert {a["model_version"] for a in answers} == {champion, degraded}
+    wait_logged(config, paths, ids)
+    land_labels(paths, config, "2013-07-canary", ids, rows)
+    assert _run_to_end(client, "flights__join_labels") == "success"
+    state = _wait_run(client, "flights__roll_out", run["dag_run_id"], timeout=420)
+    tasks = {t["task_id"]: t["state"] for t in client.task_instances("flights__roll_out", run["dag_run_id"])}
+    assert state == "success" and tasks["canary_50"] == "skipped" and tasks["promote_rolled_out"] == "skipped"
+    assert str(champion_of(paths).version) == champion and _alias(paths, "canary") is None
+    told = [b for b in receiver.bodies if b["event"] == "rollback"]
+    assert (
+        told
+        and told[-1]["details"]["version"] == degraded
+        and "live roc_auc" in told[-1]["details"]["reason"]
+    )
+    record = (paths.report_dir("rollouts") / f"{_key(run['dag_run_id'])}.md").read_text()
+    assert "rolled_back" in record and "| 50% |" in record
+
+
+def test_the_ledger_holds_every_move_with_who_and_why(loop) -> None:
+    import subprocess
+    import sys
+
+    paths, _, _ = loop
+    from airloop.registry.ledger import read_ledger
+
+    entries = read_ledger(paths)
+    actions = [e["action"] for e in entries]
+    # The replay's promotions and the REST rollback, then this module's three rollouts.
+    assert actions.count("promoted") >= 2 and "rolled_back" in actions
+    rollouts = ["promoted", "canary_started", "promoted", "canary_started", "canary_rolled_back"]
+    assert actions[-5:] == rollouts, actions
+    assert all(e["actor"] and e["reason"] and e["time"] for e in entries)
+    rolled_back = entries[-1]
+    assert rolled_back["from_version"] == entries[-3]["version"] and "live roc_auc" in rolled_back["reason"]
+    assert rolled_back["evidence"]["rollout"].startswith("models/flights/reports/rollouts/")
+    printed = subprocess.run(
+        [str(Path(sys.executable).parent / "airloop"), "history", "--model", "flights"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "canary_rolled_back" in printed and "promoted" in printed
+
+
+def _flights_rows(month: int, count: int):
+    """`count` rows of a 2013 month of flights with a known arrival delay."""
+    from airloop.demo.flights import flights
+
+    table = flights()
+    rows = table[(table["month"] == month) & table["arr_delay"].notna()]
+    return rows.sample(count, random_state=month).reset_index(drop=True)
+
+
+def _alias(paths: StatePaths, alias: str) -> str | None:
+    from airloop.registry.rollout import rollout_state
+
+    state = rollout_state(tracking_client(paths), load_config().model.registered_name)
+    return {"previous_champion": state.previous_champion, "canary": state.canary}[alias]
+
+
+def _key(run_id: str) -> str:
+    from airloop.paths import safe_key
+
+    return safe_key(run_id)
+
+
+def _register_shuffled(paths: StatePaths, config) -> str:
+    """A version of the model trained on shuffled labels: it answers as fast, and wrongly."""
+    import mlflow
+    from xgboost import XGBClassifier
+
+    from airloop.data.frames import feature_frame
+    from airloop.data.labels import labelled_rows, labels
+    from tests.unit.test_packaging import _pipeline, _tracking, register_pipeline
+
+    rows = labelled_rows(_flights_rows(4, 3000), config)
+    x, y = feature_frame(rows, config), labels(rows, config)
+    with _tracking(paths.tracking_uri()):
+        experiment = mlflow.create_experiment("degraded-canary")
+        fitted = _pipeline(config, XGBClassifier(n_estimators=20)).fit(
+            x, y.sample(frac=1, random_state=3).to_numpy()
+        )
+        return register_pipeline(config, fitted, x, experiment)

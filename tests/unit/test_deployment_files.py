@@ -528,18 +528,21 @@ def test_monitoring_images_are_pinned(name: str, services: dict[str, dict[str, A
         assert source.is_relative_to(DEPLOY), f"{name}: provisioning files live in deploy/, not {source}"
 
 
-def test_prometheus_scrapes_every_models_serving_port(services: dict[str, dict[str, Any]]) -> None:
-    from airloop.ops.prometheus import scrape_config
+def test_prometheus_scrapes_every_server_airloop_serve_lists(services: dict[str, dict[str, Any]]) -> None:
+    """airloop-serving's servers change ports with every switch: Prometheus reads the list
+    `airloop serve` keeps in the state volume, and reaches them at the service's name."""
+    from airloop.packaging.champion_server import ADVERTISE_ENV, scrape_targets_file
+    from airloop.paths import StatePaths
 
-    ports = _serving_ports(services)
     config = _prometheus_config(services)
-    # The jobs airloop.ops.prometheus writes, for airloop-serving's ports.
-    expected = scrape_config({model: f"http://airloop-serving:{port}" for model, port in ports.items()})
-    assert config["scrape_configs"] == expected["scrape_configs"]
-    assert [job["static_configs"][0]["labels"]["model"] for job in config["scrape_configs"]] == sorted(ports)
-    # And airloop-serving publishes those ports in the same network (no host port needed).
-    published = {int(port.split(":")[-1]) for port in services["airloop-serving"]["ports"]}
-    assert published == set(ports.values())
+    (job,) = config["scrape_configs"]
+    serving = services["airloop-serving"]
+    state = serving["environment"]["AIRLOOP_HOME"]
+    listed = scrape_targets_file(StatePaths(Path(state))).as_posix()
+    assert job["file_sd_configs"] == [{"files": [listed], "refresh_interval": "5s"}]
+    assert f"airloop-state:{state}:ro" in services["prometheus"]["volumes"]
+    assert serving["environment"][ADVERTISE_ENV] == "airloop-serving"
+    assert "--host" in serving["command"] and "0.0.0.0" in serving["command"]
 
 
 def test_prometheus_evaluates_the_rendered_alert_rules(services: dict[str, dict[str, Any]]) -> None:

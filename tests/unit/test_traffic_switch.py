@@ -256,3 +256,139 @@ def _logged(root: Path, role: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["inference_id", "model_version", "role"])
     frame = pd.concat([pd.read_parquet(f, columns=["inference_id", "model_version", "role"]) for f in files])
     return frame[frame["role"] == role]
+
+
+def _rollout_config(reg: Registered, **rollout: Any) -> Any:
+    from airloop.config import parse_config
+
+    data = reg.config.model_dump(mode="json")
+    # Prometheus scrapes every 5 s: a step must span a few scrapes to be measured.
+    data["rollout"] = {"strategy": "canary", "steps": [50, 100], "bake_minutes": 0.3, "min_requests": 40,
+                       **rollout}  # fmt: skip
+    return parse_config(data, "the rollout test's config")
+
+
+class _Traffic:
+    """Records with fresh inference ids sent to `url` from a thread until stopped; what was
+    answered, by inference id."""
+
+    def __init__(self, url: str, records: list[dict[str, Any]]) -> None:
+        self.answers: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(url, records), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            if self._stop.is_set():
+                return
+            answer = post_json(f"{url}/predict_one", {"record": record}, 10)
+            self.answers[answer["inference_id"]] = str(answer["model_version"])
+            time.sleep(0.02)
+
+    def stop(self) -> dict[str, str]:
+        self._stop.set()
+        self._thread.join()
+        return self.answers
+
+
+def _judged_until_decided(judge: Callable[[], dict[str, Any]], timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (judged := judge())["verdict"]["action"] == "wait":
+        assert time.monotonic() < deadline, judged
+        time.sleep(2)
+    return judged
+
+
+def test_a_healthy_canary_advances_on_its_measured_traffic_and_is_promoted(
+    registered: Registered,  # noqa: F811
+    serving: str,
+) -> None:
+    from airloop.registry.ledger import read_ledger
+    from airloop.rollout.steps import (
+        finish,
+        judge_canary_step,
+        plan_rollout,
+        rollout_record,
+        start_canary_step,
+    )
+
+    reg, (first, second) = registered, registered.versions
+    client, name = tracking_client(reg.paths), reg.config.model.registered_name
+    config, paths = _rollout_config(reg), reg.paths.for_model(reg.config.name)
+    plan = plan_rollout(config, paths, second, "canary-advances")
+    assert (plan["champion"], plan["strategy"], plan["warm"]) == (first, "canary", True)
+    step = start_canary_step(config, paths, plan, 50, "a tester")
+    _until(lambda: _weights(reg) == {first: 50, second: 50}, 60)
+    traffic = _Traffic(serving, [{**r, "inference_id": uuid.uuid4().hex} for r in _records(reg, 5000)])
+    try:
+        judged = _judged_until_decided(lambda: judge_canary_step(config, paths, plan, step))
+    finally:
+        answered = traffic.stop()
+    assert judged["verdict"]["action"] == "advance", judged
+    assert judged["evidence"]["canary"]["requests"] >= 40 and judged["evidence"]["canary"]["errors"] == 0
+    assert set(answered.values()) == {first, second}
+    outcome = finish(config, paths, plan, "a tester")
+    assert outcome["version"] == second
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == second
+    _until(lambda: _weights(reg) == {second: 100}, 30)
+    moves = [(e["action"], e["version"], e["actor"]) for e in read_ledger(paths)]
+    assert moves[-2:] == [("canary_started", second, "a tester"), ("promoted", second, "a tester")]
+    assert "| 50% |" in rollout_record(paths, "canary-advances").with_suffix(".md").read_text()
+    roll_back_champion(client, name)  # the next test starts from the first version again
+    _until(lambda: _weights(reg) == {first: 100}, 30)
+
+
+def test_a_canary_worse_on_labelled_live_traffic_is_rolled_back(
+    registered: Registered,  # noqa: F811
+    serving: str,
+) -> None:
+    """A challenger trained on shuffled labels: it errs on nothing and is as fast, but once
+    the labels of its callers join, the gate's bootstrap finds it worse, and back it goes."""
+    from xgboost import XGBClassifier
+
+    from airloop.data.frames import feature_frame
+    from airloop.data.labels import labels
+    from airloop.production.labels_join import join_pending_labels, labels_landing
+    from airloop.registry.ledger import read_ledger
+    from airloop.rollout.steps import judge_canary_step, plan_rollout, roll_back, start_canary_step
+    from tests.unit.test_packaging import _pipeline, _tracking, register_pipeline
+
+    reg, first = registered, registered.versions[0]
+    client, name = tracking_client(reg.paths), reg.config.model.registered_name
+    x, y = feature_frame(reg.train, reg.config), labels(reg.train, reg.config)
+    with _tracking(reg.paths.tracking_uri()):
+        shuffled = y.sample(frac=1, random_state=1).to_numpy()
+        degraded = register_pipeline(
+            reg.config,
+            _pipeline(reg.config, XGBClassifier(n_estimators=20)).fit(x, shuffled),
+            x,
+            reg.experiment,
+        )
+    config, paths = _rollout_config(reg, min_labelled=150), reg.paths.for_model(reg.config.name)
+    plan = plan_rollout(config, paths, degraded, "canary-degraded")
+    step = start_canary_step(config, paths, plan, 50, "a tester")
+    _until(lambda: _weights(reg) == {first: 50, degraded: 50}, 60)
+    rows = reg.train.head(700).reset_index(drop=True)
+    records = json.loads(feature_frame(rows, reg.config).to_json(orient="records"))
+    ids = [uuid.uuid4().hex for _ in records]
+    answered = _Traffic(serving, [{**r, "inference_id": i} for r, i in zip(records, ids, strict=True)])
+    time.sleep(20)  # the bake, and the log's flush
+    answered.stop()
+    target = reg.config.dataset.target.column
+    landed = labels_landing(config, paths) / "canary-labels.csv"
+    landed.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"inference_id": ids, target: rows[target], "labelled_at": "2026-12-01T00:00:00"}).to_csv(
+        landed, index=False
+    )
+    assert join_pending_labels(config, paths)["joined"] > 300
+    judged = _judged_until_decided(lambda: judge_canary_step(config, paths, plan, step))
+    assert judged["verdict"]["action"] == "roll_back", judged
+    assert "live roc_auc" in judged["verdict"]["reason"]
+    live = judged["evidence"]["live"]
+    assert live["canary"] < live["champion"] - 0.1 and live["gain_interval"][1] < 0
+    details = roll_back(config, paths, plan, judged["verdict"]["reason"], "a tester")
+    assert details["outcome"] == "rolled_back"
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == first
+    _until(lambda: _weights(reg) == {first: 100}, 30)
+    assert read_ledger(paths)[-1]["action"] == "canary_rolled_back"

@@ -75,6 +75,33 @@ def paired_bootstrap_gain(
     for _ in range(resamples):
         weights = np.bincount(rng.integers(0, rows, rows), minlength=rows).astype(float)
         gains.append(gain(metric, score_candidate(weights), score_champion(weights)))
+    return _interval(gains, resamples, confidence)
+
+
+def bootstrap_gain(
+    metric: str,
+    candidate: tuple[np.ndarray, np.ndarray],
+    champion: tuple[np.ndarray, np.ndarray],
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float]:
+    """The `confidence` interval of gain(candidate, champion) when each model answered rows
+    of its own (a canary's callers and the champion's): each side is resampled on its own.
+    `candidate` and `champion` are (labels, scores)."""
+    rng = np.random.default_rng(seed)
+    sides = [(weighted_metric(metric, truth, scores), len(truth)) for truth, scores in (candidate, champion)]
+    gains = []
+    for _ in range(resamples):
+        new, old = (
+            score(np.bincount(rng.integers(0, rows, rows), minlength=rows).astype(float))
+            for score, rows in sides
+        )
+        gains.append(gain(metric, new, old))
+    return _interval(gains, resamples, confidence)
+
+
+def _interval(gains: list[float], resamples: int, confidence: float) -> tuple[float, float]:
     finite = np.asarray(gains)[np.isfinite(gains)]
     # A resample with a single class has no ranking metric; too many such and no interval.
     if len(finite) < resamples / 2:

@@ -56,6 +56,13 @@ def decision_markdown(record: dict) -> str:
             f"| {s['column']}={s['value']} | {s['rows']} | {s['champion']:.4f} | {s['candidate']:.4f} |"
             for s in evidence["segments"]
         ]
+    if record.get("approval"):  # gate.require_approval: a person's answer (airloop.pipelines.approval)
+        approval = record["approval"]
+        lines += [
+            "",
+            f"Approval of v{approval['version']}: {approval['decision']} ({approval['reason']}), "
+            f"at {approval['at']}.",
+        ]
     if record.get("promoted"):
         promoted = record["promoted"]
         lines += ["", f"Promoted: version {promoted['version']}, bento `{promoted['bento']}`."]

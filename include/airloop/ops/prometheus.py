@@ -215,3 +215,18 @@ def reload_prometheus(base: str, timeout: float = 10) -> None:
         raise RuntimeError(f"prometheus at {base} rejected its configuration: {reason}") from error
     except (urllib.error.URLError, OSError) as error:
         raise PrometheusUnavailable(base, getattr(error, "reason", error)) from error
+
+
+def query_value(base: str, expr: str, timeout: float = 10) -> float | None:
+    """The value of a PromQL expression that yields one number (summed where it yields
+    several series); None where it yields none or NaN. Raises PrometheusUnavailable when
+    Prometheus does not answer."""
+    url = f"{base.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise PrometheusUnavailable(url, getattr(error, "reason", error)) from error
+    values = [float(series["value"][1]) for series in body.get("data", {}).get("result", [])]
+    finite = [v for v in values if v == v and v not in (float("inf"), float("-inf"))]
+    return sum(finite) if finite else None

@@ -23,7 +23,14 @@ def asset_kind(asset_name: str) -> str:
     return asset_name.rpartition(".")[2]
 
 
-KINDS = ("validated_data", "drift_detected", "champion_model", "batch_scores", "labelled_predictions")
+KINDS = (
+    "validated_data",
+    "drift_detected",
+    "champion_model",
+    "batch_scores",
+    "labelled_predictions",
+    "rollout_requested",
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class ModelAssets:
     batch_scores: Asset
     # New labels joined to the prediction log: live performance can be measured again.
     labelled_predictions: Asset
+    # A candidate passed the gate and is to be rolled out (a canary or a shadow): roll_out runs.
+    rollout_requested: Asset
 
     @classmethod
     def of(cls, model: str) -> ModelAssets:

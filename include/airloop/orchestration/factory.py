@@ -21,6 +21,7 @@ from airloop.orchestration.stages import (
     ingest_data,
     join_labels,
     monitor_drift,
+    roll_out,
     rollback_champion,
     score_batch,
     watch_service,
@@ -37,6 +38,7 @@ BUILDERS = {
     "score_batch": score_batch.build,
     "join_labels": join_labels.build,
     "watch_service": watch_service.build,
+    "roll_out": roll_out.build,
 }
 assert tuple(BUILDERS) == STAGES
 

@@ -38,8 +38,9 @@ BUTTONS = {
     "Gate decision": "decision",
     "Drift report": "drift_report",
     "Data Docs": "data_docs",
+    "Rollout record": "rollout",
 }
-FILE_KINDS = ("model_card", "decision", "drift_report", "data_docs")
+FILE_KINDS = ("model_card", "decision", "drift_report", "data_docs", "rollout")
 
 
 def mlflow_ui_base_url() -> str:

@@ -12,6 +12,7 @@ STAGES = (
     "score_batch",
     "join_labels",
     "watch_service",
+    "roll_out",
 )
 SEPARATOR = "__"
 

@@ -1,13 +1,14 @@
 """What airloop tells people, and how it reaches them: a webhook (Slack's incoming webhooks
 included) or email.
 
-Five events: a data partition blocked (quarantined), drift detected, a champion promoted,
-the served model unhealthy (its service alerts firing), a task failed. The DAGs send them
-through an Airflow notifier (`airloop.orchestration.notifier.Notify`) to the Airflow
-connection `airloop_notify`; without that connection nothing is sent. A webhook gets
-JSON: `text` (one line a person reads; the field Slack shows) and the event's facts
-(`event`, `model`, `dag_id`, `run_id`, `task_id`, `details`) for a machine. An `smtp`
-connection gets an email: `text` as its subject, the facts as its body.
+Six events: a data partition blocked (quarantined), drift detected, a champion promoted,
+the served model unhealthy (its service alerts firing), a rollout rolled back, a task
+failed. The DAGs send them through an Airflow notifier
+(`airloop.orchestration.notifier.Notify`) to the Airflow connection `airloop_notify`;
+without that connection nothing is sent. A webhook gets JSON: `text` (one line a person
+reads; the field Slack shows) and the event's facts (`event`, `model`, `dag_id`, `run_id`,
+`task_id`, `details`) for a machine. An `smtp` connection gets an email: `text` as its
+subject, the facts as its body.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ EVENTS = {
     "drift": "drift detected",
     "promotion": "a new champion model was promoted",
     "service_alert": "the served model is unhealthy",
+    "rollback": "a rollout was rolled back",
     "failure": "a task failed",
 }
 # Summary fields worth a person's attention, per event, in this order.
@@ -32,6 +34,7 @@ _HEADLINES = {
     "drift": ("signals", "reason", "html_path"),
     "promotion": ("version", "reason"),
     "service_alert": ("summaries",),
+    "rollback": ("version", "reason"),
     "failure": ("error",),
 }
 

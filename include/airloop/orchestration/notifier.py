@@ -18,15 +18,6 @@ class Notify(BaseNotifier):
         self.event, self.model, self.details_from = event, model, details_from
 
     def notify(self, context) -> None:
-        from airflow.sdk import Connection
-
-        from airloop.orchestration.notifications import CONNECTION_ID, deliver, notification
-
-        try:
-            connection = Connection.get(CONNECTION_ID)
-        except Exception:  # noqa: BLE001 - AirflowNotFoundException: notifications are opt-in
-            self.log.info("no %r connection: %s not sent", CONNECTION_ID, self.event)
-            return
         from airflow.sdk.exceptions import AirflowFailException
 
         ti, error = context["ti"], context.get("exception")
@@ -38,8 +29,23 @@ class Notify(BaseNotifier):
         # anything else that fails it is an ordinary failure.
         if event == "blocked_partition" and not isinstance(error, AirflowFailException):
             event = "failure"
+        self.send(context, details, event)
+
+    def send(self, context, details: dict, event: str | None = None) -> None:
+        """Send the event (or `event` instead) with `details`, from inside a task."""
+        from airflow.sdk import Connection
+
+        from airloop.orchestration.notifications import CONNECTION_ID, deliver, notification
+
+        event = event or self.event
+        try:
+            connection = Connection.get(CONNECTION_ID)
+        except Exception:  # noqa: BLE001 - AirflowNotFoundException: notifications are opt-in
+            self.log.info("no %r connection: %s not sent", CONNECTION_ID, event)
+            return
+        ti = context["ti"]
         body = notification(event, ti.dag_id, ti.run_id, ti.task_id, details, model=self.model)
         try:
             deliver(connection, body)
         except Exception as failed:  # noqa: BLE001 - a lost notification must not fail the pipeline
-            self.log.warning("notification %s to %r failed: %s", self.event, CONNECTION_ID, failed)
+            self.log.warning("notification %s to %r failed: %s", event, CONNECTION_ID, failed)

@@ -22,6 +22,57 @@ RUN_PARAMS: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {
     "score_batch": {},
     "join_labels": {},
     "watch_service": {},
+    "roll_out": {
+        "strategy": (
+            "rollout",
+            "strategy",
+            {
+                "default": None,
+                "type": ["null", "string"],
+                "enum": [None, "blue_green", "canary", "shadow"],
+                "title": "Strategy",
+                "description": "canary: in rollout.steps, each judged against the champion; shadow: a "
+                "copy of the traffic first, judged on it; blue_green: all at once (rollout.strategy). "
+                "Empty: the config's.",
+            },
+        ),
+        "bake_minutes": (
+            "rollout",
+            "bake_minutes",
+            {
+                "default": None,
+                "type": ["null", "number"],
+                "exclusiveMinimum": 0,
+                "title": "Bake time (minutes)",
+                "description": "How long each step holds before it is judged (rollout.bake_minutes). "
+                "Empty: the config's.",
+            },
+        ),
+        "min_requests": (
+            "rollout",
+            "min_requests",
+            {
+                "default": None,
+                "type": ["null", "integer"],
+                "minimum": 1,
+                "title": "Requests per step",
+                "description": "Requests a step must carry before it is judged (rollout.min_requests). "
+                "Empty: the config's.",
+            },
+        ),
+        "min_labelled": (
+            "rollout",
+            "min_labelled",
+            {
+                "default": None,
+                "type": ["null", "integer"],
+                "minimum": 0,
+                "title": "Labelled answers per step",
+                "description": "Labelled answers a step must have before it is judged, with the "
+                "gate's bootstrap on them (rollout.min_labelled; 0: none). Empty: the config's.",
+            },
+        ),
+    },
     "continuous_training": {
         "model_params": (
             "model",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +55,8 @@ from airloop.registry.versions import LATENCY_TAG
 log = logging.getLogger(__name__)
 
 SERVED, SHADOW = "served", "shadow"
+# The host another container scrapes the servers at (compose: the serving service's name).
+ADVERTISE_ENV = "AIRLOOP_SERVING_ADVERTISE"
 # How long a failed version waits before it is tried again.
 RETRY_SECONDS = 30
 
@@ -65,6 +68,11 @@ def serving_ports(models: Sequence[AirloopConfig], base_port: int) -> dict[str, 
 
 def routes_file(paths: StatePaths) -> Path:
     return paths.home / "serving" / "routes.json"
+
+
+def scrape_targets_file(paths: StatePaths) -> Path:
+    """Every server to scrape, in Prometheus's file_sd format (what compose's Prometheus reads)."""
+    return paths.home / "serving" / "scrape_targets.json"
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,8 @@ class ModelFleet:
     paths: StatePaths
     router: Router
     port: int
+    # Where the servers listen: loopback, or every interface where another container scrapes them.
+    bind_host: str = "127.0.0.1"
     running: dict[ServerSpec, _Server] = field(default_factory=dict)
     # The latency the gate measured for the champion (the latency alert's yardstick).
     gate_latency_ms: float | None = None
@@ -168,8 +178,8 @@ class ModelFleet:
         ]
         return {"port": self.port, "champion": self.state.champion, "servers": servers}
 
-    def server_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{s.port}" for s in self.running.values()]
+    def server_urls(self, host: str = "127.0.0.1") -> list[str]:
+        return [f"http://{host}:{s.port}" for s in self.running.values()]
 
     def _waiting(self, spec: ServerSpec) -> bool:
         failed_at = self.failed.get(spec)
@@ -190,7 +200,7 @@ class ModelFleet:
                 }
             port = free_port()
             process, base = start_bento_server(
-                tag, self.paths, "127.0.0.1", port, output=None,
+                tag, self.paths, self.bind_host, port, output=None,
                 prediction_log=self.paths.prediction_log, extra_env=env,
             )  # fmt: skip
             try:
@@ -278,7 +288,8 @@ def serve_champions(
     ports = serving_ports(models, base_port)
     folder = paths.home / "serving"
     with running_haproxy(ports, folder / "haproxy", host) as router:
-        fleets = [ModelFleet(c, paths.for_model(c.name), router, ports[c.name]) for c in models]
+        bind = "127.0.0.1" if host in ("127.0.0.1", "localhost") else host
+        fleets = [ModelFleet(c, paths.for_model(c.name), router, ports[c.name], bind) for c in models]
         with _watched(fleets, paths) as watch:
             try:
                 while not should_stop():
@@ -295,13 +306,24 @@ def serve_champions(
                 for fleet in fleets:
                     fleet.stop()
                 routes_file(paths).unlink(missing_ok=True)
+                scrape_targets_file(paths).unlink(missing_ok=True)
 
 
 def _write_routes(paths: StatePaths, fleets: Sequence[ModelFleet]) -> None:
     path = routes_file(paths)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _replace(path, {f.name: f.summary() for f in fleets})
+    advertised = os.environ.get(ADVERTISE_ENV, "127.0.0.1")
+    groups = [
+        {"targets": [u.partition("//")[2] for u in f.server_urls(advertised)], "labels": {"model": f.name}}
+        for f in fleets
+    ]
+    _replace(scrape_targets_file(paths), groups)
+
+
+def _replace(path: Path, content: Any) -> None:
     scratch = path.with_name(f".{path.name}")
-    scratch.write_text(json.dumps({f.name: f.summary() for f in fleets}, indent=2))
+    scratch.write_text(json.dumps(content, indent=2))
     scratch.replace(path)
 
 

@@ -17,6 +17,7 @@ from airloop.config import GPU_FAMILIES, AirloopConfig
 from airloop.data.ingest import validated_partitions
 from airloop.evaluation.records import log_record, write_record
 from airloop.paths import StatePaths, safe_key
+from airloop.pipelines.approval import blocked_promotion
 from airloop.registry.ledger import PROMOTED, record_move
 from airloop.registry.locks import exclusive
 from airloop.registry.model_card import write_model_card
@@ -206,17 +207,27 @@ def promote(
     {"promoted": bool, ...}; the decision record says what happened either way. A promotion
     is recorded in the model's ledger (once per run), as done by `actor`.
     """
+    from airloop.packaging.champion_server import wait_until_warm
+
     client, name, path = tracking_client(paths), config.model.registered_name, paths.decision_record(run_key)
+    # Where `airloop serve` runs, it warms the new version's server first: the traffic then
+    # moves within one poll of the alias, and no request waits for a model to load.
+    wait_until_warm(paths, config.name, packaged["version"], timeout=120)
     with exclusive(paths.promotion_lock):
         record = json.loads(path.read_text())
+        if blocked := blocked_promotion(config, record):  # gate.require_approval: rejected, timed out
+            return {"promoted": False, "reason": blocked}
         try:
             champion = promote_champion(
                 client, name, packaged["version"], record["decision"]["champion_version"]
             )
         except ChampionChanged as changed:
             print(changed)
+            approval = record.get("approval")
             record = evaluate(config, paths, window, candidate, run_key, record["triggers"])
             record["reevaluated"] = str(changed)
+            if approval:  # the answer approved this version; the new record keeps it
+                record["approval"] = approval
             if not record["decision"]["promote"]:
                 _keep(client, path, record)
                 return {"promoted": False, "reason": record["decision"]["reason"]}

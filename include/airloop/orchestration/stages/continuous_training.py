@@ -13,7 +13,9 @@ schedule; a cooldown between drift-triggered retrains). Training fans out one ma
 is the candidate. The candidate and the current champion are scored on the same frozen
 evaluation set (the newest partition); only a candidate that beats both the champion and a
 naive baseline is registered (alias `challenger`), packaged as a BentoML bento and promoted
-(alias `champion`, the old one kept as `previous_champion`).
+(alias `champion`, the old one kept as `previous_champion`). With `gate.require_approval`, a
+person approves first (`approve_promotion`, on the UI's Required Actions page or over REST);
+a rejection, or a timeout answering `gate.on_approval_timeout: reject`, skips the promotion.
 """
 
 from __future__ import annotations
@@ -157,6 +159,18 @@ def build(model: ModelWiring) -> DAG:
             model.show_links(context, model_version=version, model_card=card, decision=decision)
             return outcome
 
+        @task(outlets=[model.assets.rollout_requested])
+        def request_rollout(packaged: dict, **context) -> dict:
+            """Hand the packaged version to roll_out (rollout.strategy canary or shadow)."""
+            requested = {
+                "version": packaged["version"],
+                "run_key": context["run_id"],
+                "strategy": run_config(context).rollout.strategy,
+            }
+            context["outlet_events"][model.assets.rollout_requested].extra = requested
+            print(f"v{packaged['version']} goes to {model.dag_id('roll_out')} as a {requested['strategy']}")
+            return requested
+
         window = prepare_training_set()
         decide_retraining() >> window
         trials = plan_training(window)
@@ -170,9 +184,23 @@ def build(model: ModelWiring) -> DAG:
         gate = passes_gate(decision)
         registered = register_model(decision, window)
         gate >> registered
-        promote_champion(package_model(registered, window), window, candidate)
+        packaged = package_model(registered, window)
+        if config.rollout.strategy == "blue_green":
+            handed_on = promote_champion(packaged, window, candidate)
+        else:
+            handed_on = request_rollout(packaged)
+        if config.gate.require_approval:
+            _approval(model, packaged) >> handed_on
 
     return continuous_training()
+
+
+def _approval(model: ModelWiring, packaged):
+    """A person's approval of the packaged version (Airflow's ApprovalOperator): Reject skips
+    promote_champion."""
+    from airloop.orchestration.approval import PromotionApproval
+
+    return PromotionApproval(airloop_config=model.config, state_paths=model.paths, packaged=packaged)
 
 
 def _trial_containers(model: ModelWiring, trials):
