@@ -224,3 +224,33 @@ def test_require_approval_puts_a_human_approval_between_packaging_and_promotion(
     rejecting = config_variant(config, gate={"on_approval_timeout": "reject"})
     dag = continuous_training.build(ModelWiring.of(rejecting, StatePaths(tmp_path / "state")))
     assert dag.get_task("approve_promotion").defaults == ["Reject"]
+
+
+def test_roll_out_promotes_only_after_the_path_it_took_and_never_past_a_rollback(dagbag, tmp_path) -> None:
+    """promote_rolled_out hangs on the three paths' last tasks alone: after a rollback (its
+    step skipped) every one of them is skipped, so it is too."""
+    from airloop.config import load_config
+    from airloop.orchestration.rollout_step import RolloutStep
+    from airloop.orchestration.stages import continuous_training, roll_out
+    from airloop.orchestration.wiring import ModelWiring
+    from airloop.paths import StatePaths
+    from tests.conftest import config_variant
+
+    for model in MODELS:
+        dag = dagbag.dags[dag_id(model, "roll_out")]
+        steps = [f"canary_{p}" for p in load_config().rollout.steps[:-1]] if model == "flights" else None
+        if steps:
+            assert [t for t in dag.task_ids if t.startswith("canary_")] == steps
+    config = config_variant(load_config(), rollout={"strategy": "canary", "steps": [10, 50, 100]})
+    wiring = ModelWiring.of(config, StatePaths(tmp_path / "state"))
+    dag = roll_out.build(wiring)
+    promote = dag.get_task("promote_rolled_out")
+    assert promote.upstream_task_ids == {"blue_green", "shadow", "canary_50"}
+    assert promote.trigger_rule == "none_failed_min_one_success"
+    assert dag.get_task("canary_50").upstream_task_ids == {"canary_10"}
+    assert isinstance(dag.get_task("canary_10"), RolloutStep)
+    assert dag.get_task("choose_path").downstream_task_ids == {"blue_green", "shadow", "canary_10"}
+    # A canary or shadow strategy hands the candidate on instead of promoting it.
+    training = continuous_training.build(wiring)
+    assert "promote_champion" not in training.task_ids
+    assert training.get_task("request_rollout").upstream_task_ids == {"package_model"}

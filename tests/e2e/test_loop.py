@@ -662,7 +662,7 @@ def test_the_ledger_holds_every_move_with_who_and_why(loop) -> None:
     assert actions.count("promoted") >= 2 and "rolled_back" in actions
     rollouts = ["promoted", "canary_started", "promoted", "canary_started", "canary_rolled_back"]
     assert actions[-5:] == rollouts, actions
-    assert all(e["actor"] and e["reason"] and e["time"] for e in entries)
+    assert all(e["actor"] and e["reason"] and e["at"] for e in entries)
     rolled_back = entries[-1]
     assert rolled_back["from_version"] == entries[-3]["version"] and "live roc_auc" in rolled_back["reason"]
     assert rolled_back["evidence"]["rollout"].startswith("models/flights/reports/rollouts/")

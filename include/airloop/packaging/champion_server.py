@@ -298,9 +298,11 @@ def serve_champions(
                         for f in fleets
                     ]
                     if any(changed):
-                        _write_routes(paths, fleets)
+                        # Prometheus first: a server is listed as warm (and may get a canary's
+                        # traffic) only once it has been scraped at its zero counts.
                         if watch is not None:
                             watch(fleets)
+                        _write_routes(paths, fleets)
                     _sleep(poll_seconds, should_stop)
             finally:
                 for fleet in fleets:
@@ -345,6 +347,7 @@ def _watched(
         prometheus_binary,
         reload_prometheus,
         running_prometheus,
+        wait_targets_scraped,
         write_config,
     )
     from airloop.production.service_health import record_prometheus
@@ -362,8 +365,13 @@ def _watched(
     with running_prometheus(targets(fleets), folder, _rules(fleets)) as url:
 
         def rewrite(now: Sequence[ModelFleet]) -> None:
-            write_config(folder, targets(now), _rules(now))
+            listed = targets(now)
+            write_config(folder, listed, _rules(now))
             reload_prometheus(url)
+            try:
+                wait_targets_scraped(url, sum(len(urls) for urls in listed.values()), 30)
+            except RuntimeError as slow:
+                log.warning("%s", slow)
 
         record_prometheus(paths, url)
         print(f"airloop serve: Prometheus at {url} watches {', '.join(f.name for f in fleets)}", flush=True)

@@ -378,6 +378,11 @@ def _metric(kind: str, name: str, doc: str, labels: list[str], **options: Any) -
         return prometheus_client.REGISTRY._names_to_collectors[name]  # noqa: SLF001
 
 
+# The statuses whose request counters exist before the first request: answered, refused,
+# failed, overloaded, timed out.
+INITIAL_CODES = ("200", "400", "500", "503", "504")
+
+
 class ServiceMetrics:
     """airloop's metrics of one served model version (BentoML exports its own besides):
     requests and their latency per route and status, predictions per class (or bucket of
@@ -426,6 +431,12 @@ class ServiceMetrics:
         ).labels(model, version)
         self.labels = (model, version)
         self.buckets = list(args.prediction_buckets)
+        # Every series a judgement reads exists from the start, at 0: a series born with its
+        # first requests already counted shows Prometheus no increase (a canary's first burst).
+        for route in ("predict", "predict_one"):
+            self.latency.labels(model, version, route)
+            for code in INITIAL_CODES:
+                self.requests.labels(model, version, route, code)
 
     def bucket(self, value: float) -> str:
         """The regression bucket a value falls in: "<= edge" of the first edge above it."""

@@ -15,6 +15,9 @@ from airloop.rollout.judge import LiveMetric, Traffic
 
 # A rate needs two scrapes (every 5 s) inside its window.
 MIN_WINDOW_SECONDS = 15
+# The window reaches this far back before the step began: a canary's counters were last
+# scraped at zero up to one scrape before it, and a burst at the start must count.
+SCRAPE_SLACK_SECONDS = 10
 
 
 class NoPrometheus(RuntimeError):
@@ -23,10 +26,10 @@ class NoPrometheus(RuntimeError):
 
 def version_traffic(prometheus: str, model: str, version: str, seconds: float) -> Traffic:
     """`version`'s scoring requests of `model` (the scrape's model label: the config name)
-    over the last `seconds`."""
+    over the last `seconds` (and the scrape before them)."""
     from airloop.ops.prometheus import query_value
 
-    window = f"{max(int(seconds), MIN_WINDOW_SECONDS)}s"
+    window = f"{max(int(seconds) + SCRAPE_SLACK_SECONDS, MIN_WINDOW_SECONDS)}s"
     chosen = f'model="{model}",version="{version}",route=~"predict|predict_one"'
     failed = f'{chosen},code=~"5.."'
     requests = query_value(prometheus, f"sum(increase(airloop_requests_total{{{chosen}}}[{window}]))")

@@ -175,6 +175,10 @@ def finish(config: AirloopConfig, paths: StatePaths, plan: dict[str, Any], actor
     """Promote the rolled-out version (compare-and-set against the champion it was rolled
     out beside), then end its canary or shadow: all traffic to it."""
     client, name = tracking_client(paths), config.model.registered_name
+    path = rollout_record(paths, plan["run_key"])
+    done = (json.loads(path.read_text()).get("outcome") or {}) if path.exists() else {}
+    if done.get("outcome") == "rolled_back":
+        raise RuntimeError(f"v{plan['version']} was rolled back in this rollout: {done.get('reason')}")
     with exclusive(paths.promotion_lock):
         champion = promote_champion(client, name, plan["version"], plan["champion"])
         end_canary(client, name)

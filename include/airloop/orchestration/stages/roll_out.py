@@ -74,10 +74,12 @@ def build(model: ModelWiring) -> DAG:
             trigger_rule="none_failed_min_one_success",
             on_success_callback=model.notify("promotion", details_from="promote_rolled_out"),
         )
-        def promote_rolled_out(plan: dict, **context) -> dict:
+        def promote_rolled_out(**context) -> dict:
             from airloop.registry.ledger import airflow_actor
             from airloop.rollout.steps import finish, rollout_record
 
+            # Pulled, not passed: plan_rollout upstream would let it run after a rollback.
+            plan = context["ti"].xcom_pull(task_ids=PLAN_TASK)
             outcome = finish(model.run_config(STAGE, context), paths, plan, airflow_actor(context["dag_run"]))
             context["outlet_events"][champion_model].extra = outcome
             version = f"{config.model.registered_name}/{outcome['version']}"
@@ -87,7 +89,7 @@ def build(model: ModelWiring) -> DAG:
 
         plan = plan_rollout()
         path = choose_path(plan)
-        promote = promote_rolled_out(plan)
+        promote = promote_rolled_out()
         path >> [blue_green, shadow, *steps[:1]]
         if steps:
             chain(*steps)
