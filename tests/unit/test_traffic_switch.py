@@ -392,3 +392,36 @@ def test_a_canary_worse_on_labelled_live_traffic_is_rolled_back(
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == first
     _until(lambda: _weights(reg) == {first: 100}, 30)
     assert read_ledger(paths)[-1]["action"] == "canary_rolled_back"
+
+
+def test_a_shadow_rollout_is_judged_on_the_answers_it_shadowed_then_promoted(
+    registered: Registered,  # noqa: F811
+    serving: str,
+) -> None:
+    from airloop.registry.ledger import read_ledger
+    from airloop.rollout.steps import finish, judge_shadow_step, plan_rollout, start_shadow
+
+    reg, (first, second) = registered, registered.versions
+    client, name = tracking_client(reg.paths), reg.config.model.registered_name
+    config = _rollout_config(reg, strategy="shadow", shadow_sample=0.5)
+    paths = reg.paths.for_model(reg.config.name)
+    plan = plan_rollout(config, paths, second, "shadow-rollout")
+    assert (plan["champion"], plan["strategy"]) == (first, "shadow")
+    step = start_shadow(config, paths, plan, "a tester")
+    _until(lambda: _mirroring(reg) == second, 240)
+    traffic = _Traffic(serving, [{**r, "inference_id": uuid.uuid4().hex} for r in _records(reg, 5000)])
+    try:
+        judged = _judged_until_decided(lambda: judge_shadow_step(config, paths, plan, step))
+    finally:
+        answered = traffic.stop()
+    assert set(answered.values()) == {first}, "a shadow answers nobody"
+    assert judged["verdict"]["action"] == "advance", judged
+    shadowed = judged["shadow"]
+    assert 40 <= shadowed["pairs"] < len(answered), "about half the requests, sampled by id"
+    assert shadowed["latency_ms"]["challenger"]["p50"] is not None
+    finish(config, paths, plan, "a tester")
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == second
+    _until(lambda: _weights(reg) == {second: 100} and _mirroring(reg) is None, 120)
+    assert [e["action"] for e in read_ledger(paths)][-2:] == ["shadow_started", "promoted"]
+    roll_back_champion(client, name)
+    _until(lambda: _weights(reg) == {first: 100}, 30)

@@ -41,6 +41,7 @@ class ShadowMirror:
         id_field: str,
         max_pending: int = 20_000,
         batch_size: int = 500,
+        linger_seconds: float = 0.25,
         on_sent: Callable[[int], None] = lambda count: None,
         on_dropped: Callable[[int], None] = lambda count: None,
         on_error: Callable[[BaseException], None] = lambda error: None,
@@ -48,7 +49,7 @@ class ShadowMirror:
         if not 0 < sample <= 1:
             raise ValueError(f"${SHADOW_SAMPLE_ENV}: a share in (0, 1], not {sample}")
         self.url, self.sample, self.id_field = urllib.parse.urlsplit(url), sample, id_field
-        self.max_pending, self.batch_size = max_pending, batch_size
+        self.max_pending, self.batch_size, self.linger_seconds = max_pending, batch_size, linger_seconds
         self.on_sent, self.on_dropped, self.on_error = on_sent, on_dropped, on_error
         self._pending: deque[dict[str, Any]] = deque()
         self._ready = threading.Condition()
@@ -71,8 +72,11 @@ class ShadowMirror:
             if room < len(chosen):
                 self.on_dropped(len(chosen) - max(room, 0))
                 chosen = chosen[: max(room, 0)]
+            was_empty = not self._pending
             self._pending.extend(chosen)
-            self._ready.notify()
+            # The first record starts the sender's linger clock; a full batch cuts it short.
+            if was_empty or len(self._pending) >= self.batch_size:
+                self._ready.notify()
 
     def close(self, timeout: float = 5) -> None:
         """Send what is queued (for up to `timeout` seconds), then stop."""
@@ -82,10 +86,20 @@ class ShadowMirror:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        import time
+
         while True:
             with self._ready:
                 while not self._pending and not self._closed:
                     self._ready.wait()
+                # A batch fills for up to `linger_seconds`: one call per few records would
+                # cost the shadow (and this worker) a request's overhead per record.
+                deadline = time.monotonic() + self.linger_seconds
+                while len(self._pending) < self.batch_size and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._ready.wait(left)
                 if not self._pending:
                     return
                 batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
