@@ -28,6 +28,15 @@ record, `--rounds` runs a side taking turns (off, on; on, off; ...). Printed: ea
 medians, every round's pair, the ratios against the target (≤ 10% fewer requests/s, p99 at
 most 5 ms higher), and, after the log-on server is stopped (which flushes its log), the
 log's rows read back with pyarrow against the requests that server answered (its /metrics).
+
+Safe rollout (`--only rollout`): two versions of the binary model, `airloop serve` (HAProxy
+in front, the prediction log on, Prometheus beside) in a thread of this process. wrk on
+/predict_one, each record with its own inference id, `--rounds` runs of each path in turns:
+straight to the champion's own server (direct), through HAProxy (the path every switch
+takes), a 5% and a 50% canary, and a 100% and a 10% shadow. Then 10 moves of `champion` (a
+promotion, then rollbacks back and forth) 4 s apart during one 48-second wrk run through
+HAProxy: its non-2xx responses and socket errors are the requests lost to switching. CPU
+per request here is the whole serving stack's (and wrk's): every process under this one.
 """
 
 from __future__ import annotations
