@@ -187,7 +187,7 @@ def test_the_request_shows_the_version_the_gates_numbers_and_links(approving, pa
     body = request["body"]
     assert f"| candidate v{version} | {decision['candidate']:.4f} |" in body
     assert (
-        f"| naive baseline | {decision['baseline']:.4f} |" in body and "| champion (none yet) | - |" in body
+        f"| naive baseline | {decision['baseline']:.4f} |" in body and "| champion | - |" in body
     )
     assert decision["reason"] in body and "| baseline | yes |" in body
     reports = f"/airloop/reports/{paths.reports.relative_to(paths.home).as_posix()}"

@@ -173,7 +173,9 @@ def test_the_binary_is_found_where_make_puts_it_or_named(
 ) -> None:
     monkeypatch.delenv(prometheus_module.PROMETHEUS_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setattr(prometheus_module, "PROJECT_ROOT", tmp_path)
+    from airloop.ops import debian_tools
+
+    monkeypatch.setattr(debian_tools, "PROJECT_ROOT", tmp_path)
     with pytest.raises(PrometheusNotFound, match="make prometheus"):
         prometheus_binary()
     unpacked = tmp_path / ".tools" / "prometheus" / "usr" / "bin" / "prometheus"

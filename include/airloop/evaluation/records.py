@@ -23,6 +23,26 @@ def log_record(client: Any, run_id: str, path: Path) -> None:
         client.log_artifact(run_id, str(written), "decision")
 
 
+def gate_tables(decision: dict, evidence: dict, candidate: str = "candidate") -> list[str]:
+    """The gate's numbers as Markdown: each model's metric, the bootstrap interval, every check."""
+    champion = decision.get("champion_version")
+    lines = [
+        f"| model | {decision['metric']} |",
+        "|---|---:|",
+        f"| {candidate} | {decision['candidate']:.4f} |",
+        f"| champion{' v' + str(champion) if champion else ''} | {_number(decision['champion'])} |",
+        f"| naive baseline | {decision['baseline']:.4f} |",
+    ]
+    interval = evidence.get("gain_interval")
+    if interval:
+        lines += ["", f"Paired bootstrap interval of the gain: [{interval[0]:+.4f}, {interval[1]:+.4f}]"]
+    lines += ["", "| check | passed | detail |", "|---|---|---|"]
+    lines += [
+        f"| {c['name']} | {'yes' if c['passed'] else 'no'} | {c['detail']} |" for c in decision["checks"]
+    ]
+    return lines
+
+
 def decision_markdown(record: dict) -> str:
     decision, evidence = record["decision"], record.get("evidence", {})
     metric = decision["metric"]
@@ -36,20 +56,8 @@ def decision_markdown(record: dict) -> str:
         f"- Candidate: MLflow run `{record['candidate_run_id']}`",
         f"- Reason: {decision['reason']}",
         "",
-        f"| model | {metric} |",
-        "|---|---:|",
-        f"| candidate | {decision['candidate']:.4f} |",
-        f"| champion{' v' + str(decision['champion_version']) if decision['champion_version'] else ''} "
-        f"| {_number(decision['champion'])} |",
-        f"| naive baseline | {decision['baseline']:.4f} |",
     ]
-    interval = evidence.get("gain_interval")
-    if interval:
-        lines += ["", f"Paired bootstrap interval of the gain: [{interval[0]:+.4f}, {interval[1]:+.4f}]"]
-    lines += ["", "| check | passed | detail |", "|---|---|---|"]
-    lines += [
-        f"| {c['name']} | {'yes' if c['passed'] else 'no'} | {c['detail']} |" for c in decision["checks"]
-    ]
+    lines += gate_tables(decision, evidence)
     if evidence.get("segments"):
         lines += ["", f"| segment | rows | champion {metric} | candidate {metric} |", "|---|---:|---:|---:|"]
         lines += [

@@ -172,15 +172,7 @@ def firing_alerts(prometheus_url: str, model: str, timeout: float = 10) -> list[
     threshold), ordered by name. Pending alerts (still within their `for:`) and other
     models' alerts are left out. Raises PrometheusUnavailable when Prometheus does not answer.
     """
-    url = f"{prometheus_url.rstrip('/')}/api/v1/alerts"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            body = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        # URLError (refused, unknown host), HTTPError (a 4xx/5xx), timeouts, not JSON.
-        raise PrometheusUnavailable(url, getattr(error, "reason", error)) from error
-    if body.get("status") != "success":
-        raise PrometheusUnavailable(url, body.get("error") or body)
+    body = prometheus_api(f"{prometheus_url.rstrip('/')}/api/v1/alerts", timeout)
     alerts = [
         {
             "name": alert["labels"].get("alertname"),
@@ -194,6 +186,20 @@ def firing_alerts(prometheus_url: str, model: str, timeout: float = 10) -> list[
         if alert.get("state") == "firing" and alert["labels"].get("model") == model
     ]
     return sorted(alerts, key=lambda alert: (str(alert["name"]), str(alert["activeAt"])))
+
+
+def prometheus_api(url: str, timeout: float = 10) -> dict[str, Any]:
+    """GET one of Prometheus's API URLs; its JSON body. PrometheusUnavailable when it does
+    not answer, or answers anything but success."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        # URLError (refused, unknown host), HTTPError (a 4xx/5xx), timeouts, not JSON.
+        raise PrometheusUnavailable(url, getattr(error, "reason", error)) from error
+    if body.get("status") != "success":
+        raise PrometheusUnavailable(url, body.get("error") or body)
+    return dict(body)
 
 
 def _quoted(value: str) -> str:

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import yaml
 
-from airloop.monitoring.service_alerts import PrometheusUnavailable, prometheus_duration
+from airloop.monitoring.service_alerts import PrometheusUnavailable, prometheus_api, prometheus_duration
 from airloop.ops.debian_tools import ToolNotFound, tool_binary
 from airloop.ops.stack import free_port
 
@@ -221,12 +221,8 @@ def query_value(base: str, expr: str, timeout: float = 10) -> float | None:
     """The value of a PromQL expression that yields one number (summed where it yields
     several series); None where it yields none or NaN. Raises PrometheusUnavailable when
     Prometheus does not answer."""
-    url = f"{base.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            body = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        raise PrometheusUnavailable(url, getattr(error, "reason", error)) from error
+    query = urllib.parse.urlencode({"query": expr})
+    body = prometheus_api(f"{base.rstrip('/')}/api/v1/query?{query}", timeout)
     values = [float(series["value"][1]) for series in body.get("data", {}).get("result", [])]
     finite = [v for v in values if v == v and v not in (float("inf"), float("-inf"))]
     return sum(finite) if finite else None

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airloop.config import AirloopConfig
-from airloop.evaluation.records import log_record, write_record
+from airloop.evaluation.records import gate_tables, log_record, write_record
 from airloop.orchestration.links import button_urls, link_references, mlflow_ui_base_url
 from airloop.paths import StatePaths
 from airloop.registry.ledger import APPROVAL_TIMED_OUT, APPROVED, REJECTED, record_move
@@ -55,7 +55,7 @@ def approval_request(config: AirloopConfig, paths: StatePaths, run_key: str, pac
     the model card and the MLflow version."""
     record = json.loads(paths.decision_record(run_key).read_text())
     decision, evidence = record["decision"], record.get("evidence") or {}
-    name, version, metric = config.model.registered_name, str(packaged["version"]), decision["metric"]
+    name, version = config.model.registered_name, str(packaged["version"])
     champion = decision.get("champion_version")
     subject = f"Promote {name} v{version} to champion? (model {config.name})"
     verdict = "PROMOTE" if decision["promote"] else "KEEP THE CHAMPION"
@@ -65,19 +65,8 @@ def approval_request(config: AirloopConfig, paths: StatePaths, run_key: str, pac
         "",
         f"**Gate: {verdict}**: {decision['reason']}",
         "",
-        f"| model | {metric} |",
-        "|---|---:|",
-        f"| candidate v{version} | {decision['candidate']:.4f} |",
-        f"| champion {'v' + str(champion) if champion else '(none yet)'} | {_number(decision['champion'])} |",
-        f"| naive baseline | {decision['baseline']:.4f} |",
     ]
-    interval = evidence.get("gain_interval")
-    if interval:
-        lines += ["", f"Paired bootstrap interval of the gain: [{interval[0]:+.4f}, {interval[1]:+.4f}]"]
-    lines += ["", "| check | passed | detail |", "|---|---|---|"]
-    lines += [
-        f"| {c['name']} | {'yes' if c['passed'] else 'no'} | {c['detail']} |" for c in decision["checks"]
-    ]
+    lines += gate_tables(decision, evidence, candidate=f"candidate v{version}")
     links = approval_evidence(config, paths, run_key, version)
     urls = button_urls(link_references(paths.home, **links), mlflow_ui_base_url())
     if urls:
@@ -204,7 +193,3 @@ def _duration(minutes: float) -> str:
     if minutes < 48 * 60:
         return f"{minutes / 60:g} hours"
     return f"{minutes / 1440:g} days"
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
