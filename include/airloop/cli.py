@@ -257,9 +257,10 @@ def cmd_demo_run(args: argparse.Namespace, selection: Selection, paths: StatePat
 
         Stack(paths).stop()
         shutil.rmtree(paths.home)
-    from airloop.ops.stack import free_port
+    from airloop.ops.stack import free_ports
 
-    port = None if args.no_traffic else (args.serve_port or free_port())
+    # One port per model from the base port (`airloop serve`'s layout).
+    port = None if args.no_traffic else (args.serve_port or free_ports(len(models)))
     return replay(models, paths, keep_running=args.keep_running, serving_port=port)
 
 

@@ -629,7 +629,7 @@ def test_airloop_serve_serves_every_champion_on_its_port_and_follows_each_when_i
 
     import yaml
 
-    from airloop.ops.stack import free_port
+    from airloop.ops.stack import free_ports
     from airloop.registry.tracking import tracking_client
     from airloop.registry.versions import CHAMPION
     from tests.conftest import FLIGHTS_CONFIG
@@ -650,7 +650,7 @@ def test_airloop_serve_serves_every_champion_on_its_port_and_follows_each_when_i
         other_version = register_pipeline(other, fitted, x, reg.experiment)
     client.set_registered_model_alias(name, CHAMPION, first)
     client.set_registered_model_alias("flights2-model", CHAMPION, other_version)
-    port = free_port()
+    port = free_ports(2)
     command = [str(Path(sys.executable).parent / "airloop"), "serve", "--port", str(port), "--poll", "1"]
     env = {
         **os.environ,

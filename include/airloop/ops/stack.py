@@ -17,6 +17,7 @@ is started in its own session and stopped by its pid (and its group), so nothing
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -75,6 +76,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive loopback ports free now (`airloop serve` takes one
+    port per model from its base port)."""
+    while True:
+        base = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
 
 
 class Stack:
