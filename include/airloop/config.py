@@ -555,7 +555,8 @@ class LabelsConfig(_Frozen):
     # When the label was known; a later label of the same prediction replaces an earlier
     # one. None: the time the labels file was read.
     time_column: str | None = "labelled_at"
-    # Labels of predictions older than this are reported as too late and not joined.
+    # The prediction log is read this far back: a label of an older prediction is not
+    # joined (it counts as unmatched).
     max_age_days: float = Field(default=90, gt=0)
     # Whether labelled production rows join the next training window (as a partition).
     join_training: bool = False

@@ -6,6 +6,9 @@ by real DVC; labels files are CSV and Parquet as a user would land them.
 
 from __future__ import annotations
 
+import os
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +146,98 @@ def test_a_relabel_in_a_later_file_replaces_the_earlier_label(
     join_pending_labels(config, paths)
     latest = labelled_predictions(paths).set_index("inference_id")
     assert len(latest) == 2 and latest.loc["b", "arr_delay"] == 60
+
+
+def test_a_labels_file_is_taken_only_once_written_and_settled(
+    config: AirloopConfig, paths: StatePaths
+) -> None:
+    _log(config, paths, ["a", "b"], [0.9, 0.2])
+    settling = config_variant(config, labels={"source": {"kind": "files", "settle_seconds": 60}})
+    _land(paths, ".in-flight.csv", pd.DataFrame({"inference_id": ["a"], "arr_delay": [50]}))
+    fresh = _land(paths, "fresh.csv", pd.DataFrame({"inference_id": ["b"], "arr_delay": [0]}))
+    assert join_pending_labels(settling, paths)["files"] == 0, "a dot-name and a file changed just now wait"
+    os.utime(fresh, (time.time() - 120, time.time() - 120))
+    (report,) = join_pending_labels(settling, paths)["reports"]
+    assert report["file"] == "fresh.csv" and report["counts"]["joined"] == 1
+    assert (paths.labels_landing / ".in-flight.csv").is_file(), "still being written: left alone"
+
+
+def test_a_name_landed_again_with_other_labels_is_kept_beside_the_first(
+    config: AirloopConfig, paths: StatePaths
+) -> None:
+    _log(config, paths, ["a", "b"], [0.9, 0.2])
+    _land(paths, "daily.csv", pd.DataFrame({"inference_id": ["a"], "arr_delay": [50]}))
+    (first,) = join_pending_labels(config, paths)["reports"]
+    _land(paths, "daily.csv", pd.DataFrame({"inference_id": ["b"], "arr_delay": [0]}))
+    (second,) = join_pending_labels(config, paths)["reports"]
+    kept = paths.model_home / "labels" / "joined"
+    assert sorted(p.name for p in kept.iterdir()) == ["daily.csv", "daily.csv.1"]
+    assert pd.read_csv(kept / "daily.csv")["inference_id"].tolist() == ["a"], "the first is not overwritten"
+    assert first["report_path"] != second["report_path"] and Path(first["report_path"]).is_file()
+    assert len(labelled_predictions(paths)) == 2
+
+
+def test_labels_in_object_storage_are_joined_and_moved_to_joined_there(
+    config: AirloopConfig, paths: StatePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from tests.services import s3_server
+
+    _log(config, paths, ["a", "b"], [0.9, 0.2])
+    with s3_server(monkeypatch, bucket="labels"):
+        remote = config_variant(
+            config, labels={"source": {"kind": "files", "location": "s3://labels/flights"}}
+        )
+        s3 = boto3.client("s3")
+        s3.put_object(Bucket="labels", Key="flights/day-1.csv", Body=b"inference_id,arr_delay\na,50\nb,0\n")
+        s3.put_object(Bucket="labels", Key="flights/day-2.csv", Body=b"something,arr_delay\n1,3\n")
+        reports = {r["file"]: r for r in join_pending_labels(remote, paths)["reports"]}
+        listed = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="labels")["Contents"])
+    assert reports["day-1.csv"]["counts"]["joined"] == 2 and reports["day-2.csv"]["status"] == "rejected"
+    assert listed == ["flights/joined/day-1.csv", "flights/quarantine/day-2.csv"]
+    assert reports["day-1.csv"]["moved_to"] == "s3://labels/flights/joined/day-1.csv"
+    assert (paths.model_home / "labels/joined/day-1.csv").is_file(), "the copy read is kept too"
+    assert len(labelled_predictions(paths)) == 2
+
+
+def test_sql_labels_land_the_day_and_the_day_before_and_an_unchanged_day_joins_once(
+    config: AirloopConfig, paths: StatePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from airloop.production.labels_join import extract_labels
+    from tests.services import POSTGRES, postgres_database
+
+    _log(config, paths, ["a", "b", "c"], [0.9, 0.2, 0.7])
+    query = "SELECT inference_id, arr_delay, labelled_at FROM labels WHERE day = :partition"
+    source = {"kind": "sql", "conn_id": "airloop_test_labels", "query": query}
+    from_sql = config_variant(config, labels={"source": source})
+    rows = {"inference_id": ["a", "b", "c"], "arr_delay": [50.0, 0.0, 30.0],
+            "labelled_at": ["2026-11-30T23:10:00", "2026-12-01T01:00:00", "2026-12-01T02:00:00"],
+            "day": ["2026-11-30", "2026-12-01", "2026-12-01"]}  # fmt: skip
+    with postgres_database() as database:
+        engine = sa.create_engine(f"{POSTGRES}/{database}")
+        pd.DataFrame(rows).iloc[:2].to_sql("labels", engine, index=False)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_AIRLOOP_TEST_LABELS", f"postgres://postgres@127.0.0.1:5432/{database}"
+        )
+        morning = datetime(2026, 12, 1, 1, 30, tzinfo=UTC)
+        landed = extract_labels(from_sql, paths, morning)
+        first = join_pending_labels(from_sql, paths)
+        pd.DataFrame(rows).iloc[2:].to_sql("labels", engine, index=False, if_exists="append")
+        extract_labels(from_sql, paths, morning + timedelta(hours=1))
+        second = join_pending_labels(from_sql, paths)
+        engine.dispose()
+    assert [p.name for p in landed] == ["2026-11-30.parquet", "2026-12-01.parquet"]
+    assert first["joined"] == 2
+    statuses = {r["file"]: r["status"] for r in second["reports"]}
+    assert statuses == {"2026-11-30.parquet": "already_joined", "2026-12-01.parquet": "joined"}
+    assert sorted(labelled_predictions(paths)["inference_id"]) == ["a", "b", "c"]
+    kept = sorted(p.name for p in (paths.model_home / "labels" / "joined").iterdir())
+    assert kept == ["2026-11-30.parquet", "2026-12-01.parquet", "2026-12-01.parquet.1"], (
+        "an unchanged day is not kept twice; a changed one is kept beside the first"
+    )
 
 
 def _joined(

@@ -60,18 +60,20 @@ def is_settled(mtime: float | None, settle: float, now: float) -> bool:
 
 def landed_files(config: AirloopConfig, paths: StatePaths, now: float | None = None) -> list[Path]:
     """Files in the landing directory matching the source's pattern that have not changed for
-    `settle_seconds`, oldest partition (sorted name) first.
-
-    Dot-files are in flight (writers land under a dot-name, then rename) and never match.
-    """
+    `settle_seconds`, oldest partition (sorted name) first."""
     now = time.time() if now is None else now
-    settle = settle_seconds(config)
-    pattern = config.dataset.source.pattern
-    if not paths.landing.is_dir():
+    return settled_files(paths.landing, config.dataset.source.pattern, settle_seconds(config), now)
+
+
+def settled_files(folder: Path, pattern: str, settle: float, now: float) -> list[Path]:
+    """The files in `folder` matching `pattern` that have been still for `settle` seconds at
+    `now`, sorted by name. Dot-files are in flight (writers land under a dot-name, then
+    rename) and never match."""
+    if not folder.is_dir():
         return []
     found = [
         entry
-        for entry in paths.landing.iterdir()
+        for entry in folder.iterdir()
         if matches_pattern(entry.name, pattern)
         and entry.is_file()
         and is_settled(entry.stat().st_mtime, settle, now)

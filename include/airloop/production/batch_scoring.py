@@ -42,16 +42,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airloop.config import AirloopConfig, FileSource, SqlSource, with_overrides
+from airloop.data.pending_files import PendingFile, is_object_storage, move_object, retire
+from airloop.data.pending_files import pending_files as waiting_files
 from airloop.paths import StatePaths, safe_key
 
 if TYPE_CHECKING:
@@ -71,17 +71,6 @@ _PARTITION_ONLY = {"min_rows": 1, "max_rows": None, "max_row_growth": None}
 # --------------------------------------------------------------------------- what is pending
 
 
-@dataclass(frozen=True)
-class PendingFile:
-    """One file to score: the local file read, and the object it was copied from, if any."""
-
-    name: str
-    local: Path
-    # The object's path in `store` (an ObjectStoragePath's filesystem); None: a local file.
-    remote: str | None = None
-    store: Any = None
-
-
 def scoring_location(config: AirloopConfig, paths: StatePaths) -> str:
     """Where files to score wait: the configured location, else the model's scoring landing."""
     source = config.scoring.source
@@ -89,49 +78,13 @@ def scoring_location(config: AirloopConfig, paths: StatePaths) -> str:
     return location or str(paths.scoring_landing)
 
 
-def _is_object_storage(location: str) -> bool:
-    return "://" in location
-
-
 def pending_files(config: AirloopConfig, paths: StatePaths, now: float | None = None) -> list[PendingFile]:
-    """The settled files in the scoring location, oldest name first. Objects in object storage
-    are copied to `scoring/incoming/` first (an object changing meanwhile waits for later)."""
-    from airloop.data.sources import is_settled, matches_pattern
-
-    source, now = config.scoring.source, time.time() if now is None else now
+    """The settled files in the scoring location, oldest name first (objects in object storage
+    copied to `scoring/incoming/` first)."""
+    source = config.scoring.source
     settle = source.settle_seconds if isinstance(source, FileSource) else 0.0
-    location = scoring_location(config, paths)
-    if _is_object_storage(location):
-        return _fetch_objects(location, source.pattern, settle, now, paths)
-    folder = Path(location).expanduser()
-    if not folder.is_dir():
-        return []
-    found = [
-        PendingFile(entry.name, entry)
-        for entry in folder.iterdir()
-        if matches_pattern(entry.name, source.pattern)
-        and entry.is_file()
-        and is_settled(entry.stat().st_mtime, settle, now)
-    ]
-    return sorted(found, key=lambda f: f.name)
-
-
-def _fetch_objects(
-    location: str, pattern: str, settle: float, now: float, paths: StatePaths
-) -> list[PendingFile]:
-    from airloop.data.sources import copy_object, is_settled, listed_objects, object_version, storage_path
-
-    root = storage_path(location)
     incoming = paths.scores.parent / "incoming"
-    found = []
-    for info in listed_objects(root.fs, root.path, pattern):
-        version = object_version(info)
-        if not is_settled(version.mtime, settle, now):
-            continue
-        local = copy_object(root.fs, info["name"], version, incoming)
-        if local is not None:
-            found.append(PendingFile(local.name, local, info["name"], root.fs))
-    return sorted(found, key=lambda f: f.name)
+    return waiting_files(scoring_location(config, paths), source.pattern, settle, incoming, now)
 
 
 def extract_scoring_partition(config: AirloopConfig, paths: StatePaths, partition: str) -> str:
@@ -212,7 +165,7 @@ def score_given_file(config: AirloopConfig, paths: StatePaths, path: Path) -> di
     outside the scoring location stays where it is, scored or rejected."""
     path = Path(path).resolve()
     location = scoring_location(config, paths)
-    inside = not _is_object_storage(location) and path.parent == Path(location).expanduser().resolve()
+    inside = not is_object_storage(location) and path.parent == Path(location).expanduser().resolve()
     if not path.is_file():
         return _summary(config, None, [], "skipped", f"no such file: {path}")
     scorer = champion_scorer(config, paths)
@@ -521,38 +474,7 @@ def _logged_file(root: str, moment: datetime, host: str) -> str | None:
 def _retire(file: PendingFile, leave: bool) -> dict[str, Any]:
     """Move a scored file to `scored/` beside it (object storage: the object, and the local
     copy it was read from goes); never deleted."""
-    if leave:
-        return {"moved_to": None}
-    if file.remote is None:
-        return {"moved_to": _move_local(file.local, SCORED_FOLDER)}
-    moved = _move_object(file, SCORED_FOLDER)
-    file.local.unlink(missing_ok=True)
-    return {"moved_to": moved}
-
-
-def _move_local(path: Path, folder: str) -> str:
-    """Move `path` into `folder` beside it, under a name not taken there (else `name.1`, ...)."""
-    target = _free_name(path.parent / folder / path.name, lambda name: Path(name).exists())
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), target)
-    return target
-
-
-def _move_object(file: PendingFile, folder: str) -> str:
-    """Move the object into `folder` beside it, as `_move_local` moves a file; its URL."""
-    assert file.remote is not None
-    parent = file.remote.rstrip("/").rpartition("/")[0]
-    file.store.makedirs(f"{parent}/{folder}", exist_ok=True)  # object stores need none; file:// does
-    target = _free_name(f"{parent}/{folder}/{file.name}", file.store.exists)
-    file.store.mv(file.remote, target)
-    return str(file.store.unstrip_protocol(target))
-
-
-def _free_name(target: Any, exists: Callable[[str], bool]) -> str:
-    name, n = str(target), 0
-    while exists(name if n == 0 else f"{name}.{n}"):
-        n += 1
-    return name if n == 0 else f"{name}.{n}"
+    return {"moved_to": None if leave else retire(file, SCORED_FOLDER)}
 
 
 def _reject(
@@ -569,7 +491,7 @@ def _reject(
         return {**rejected, "quarantined": None}
     quarantine = paths.quarantine / "scoring" / safe_key(file.local.stem)
     if file.remote is not None:
-        rejected["moved_to"] = _move_object(file, QUARANTINE_FOLDER)
+        rejected["moved_to"] = move_object(file, QUARANTINE_FOLDER)
     quarantine_file(file.local, Path(outcome.result_path), quarantine)
     return {**rejected, "quarantined": str(quarantine)}
 

@@ -1,15 +1,19 @@
 """Ground truth that arrives later, joined to what the model answered.
 
-A labels file (CSV or Parquet, in `labels.source.location`, else the model's labels landing)
-holds, per row, the inference id the service returned (`labels.id_column`), or the
-dataset's keys, the label (the target column) and when it was known (`labels.time_column`).
+A labels file (CSV or Parquet) waits in `labels.source.location` (a folder or object
+storage, taken once settled, as batch scoring's inputs are: `airloop.data.pending_files`),
+else in the model's labels landing; a SQL source lands the day's labels there. It holds, per
+row, the inference id the service returned (`labels.id_column`), or the dataset's keys,
+the label (the target column) and when it was known (`labels.time_column`).
 Each file becomes one joined partition, `data/labelled/<file>-<hash>.parquet`, versioned with
 DVC: the log's answer (version, prediction, score, when) beside the label, and the features
-as served. The file then moves to `labels/joined/` (a bad one to `labels/quarantine/`),
-never deleted, with a report of what happened to every row:
+as served. The file then moves to `labels/joined/` (a bad one to `labels/quarantine/`; an object
+also moves to `joined/` or `quarantine/` beside it), never deleted nor overwritten (a name
+landed again is kept as `name.1`, ...), with a report of what happened to every row:
 
     joined        labels matched to a logged prediction
     unmatched     no prediction was logged with that id (or keys) in the last max_age_days
+                  (the log is read no further back: older predictions count here too)
     duplicates    a later label of the same prediction in the file replaced them
     wrong_type    the label does not read as the target's type
     missing       no label at all
@@ -20,16 +24,17 @@ A label of a prediction already labelled in an earlier file is joined again: the
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from airloop.config import AirloopConfig
+from airloop.config import AirloopConfig, FileSource
+from airloop.data.pending_files import PendingFile, is_object_storage, move_into, move_object, pending_files
 from airloop.paths import StatePaths
 
 LABELLED_AT = "labelled_at"
@@ -40,36 +45,50 @@ class LabelsFileRejected(ValueError):
     """A labels file that cannot be joined at all (its rows are not labels of this model)."""
 
 
+def labels_location(config: AirloopConfig, paths: StatePaths) -> str:
+    """Where labels files wait: the configured location (a folder or object storage), else the
+    model's labels landing."""
+    return getattr(config.labels.source, "location", None) or str(paths.labels_landing)
+
+
 def labels_landing(config: AirloopConfig, paths: StatePaths) -> Path:
-    location = getattr(config.labels.source, "location", None)
-    return Path(location) if location and "://" not in location else paths.labels_landing
+    """The local folder labels files land in (object storage: the model's labels landing,
+    where SQL extracts land too)."""
+    location = labels_location(config, paths)
+    return paths.labels_landing if is_object_storage(location) else Path(location).expanduser()
 
 
-def pending_labels(config: AirloopConfig, paths: StatePaths) -> list[Path]:
-    """Landed labels files, oldest name first (dot-names are still being written)."""
-    landing = labels_landing(config, paths)
-    pattern = config.labels.source.pattern
-    return sorted(p for p in landing.glob(pattern) if p.is_file() and p.suffix in LABEL_FILE_SUFFIXES)
+def pending_labels(config: AirloopConfig, paths: StatePaths, now: float | None = None) -> list[PendingFile]:
+    """Settled labels files (CSV or Parquet) in the labels location, oldest name first; objects
+    are copied to `labels/incoming/` to be read."""
+    source = config.labels.source
+    settle = source.settle_seconds if isinstance(source, FileSource) else 0.0
+    incoming = paths.model_home / "labels" / "incoming"
+    found = pending_files(labels_location(config, paths), source.pattern, settle, incoming, now)
+    return [file for file in found if file.local.suffix in LABEL_FILE_SUFFIXES]
 
 
-def extract_labels(config: AirloopConfig, paths: StatePaths, period_start: datetime | None) -> Path | None:
-    """A SQL labels source: land the labels of the day `period_start` falls in (bound to
-    `:partition` as YYYY-MM-DD; today when None) for joining. Files sources: nothing to do."""
+def extract_labels(config: AirloopConfig, paths: StatePaths, period_start: datetime | None) -> list[Path]:
+    """A SQL labels source: land the labels of the day `period_start` falls in and of the day
+    before (bound to `:partition` as YYYY-MM-DD; today when None), so labels written to a day
+    after its last run are still taken. Files sources: nothing to do. An unchanged day lands
+    the same file again, which is already joined."""
     from airloop.config import SqlSource
     from airloop.data.sources import connection_uri, extract_partition
 
     source = config.labels.source
     if not isinstance(source, SqlSource):
-        return None
-    day = f"{period_start or datetime.now(UTC):%Y-%m-%d}"
-    return extract_partition(source, day, connection_uri(source.conn_id), labels_landing(config, paths))
+        return []
+    day = period_start or datetime.now(UTC)
+    uri, landing = connection_uri(source.conn_id), labels_landing(config, paths)
+    return [extract_partition(source, f"{d:%Y-%m-%d}", uri, landing) for d in (day - timedelta(days=1), day)]
 
 
 def join_pending_labels(
     config: AirloopConfig, paths: StatePaths, now: datetime | None = None
 ) -> dict[str, Any]:
     """Join every pending labels file; returns {files, joined rows, each file's report}."""
-    reports = [join_labels_file(config, paths, path, now) for path in pending_labels(config, paths)]
+    reports = [join_labels_file(config, paths, file, now) for file in pending_labels(config, paths)]
     return {
         "files": len(reports),
         "joined": sum(r.get("joined", 0) for r in reports),
@@ -79,24 +98,25 @@ def join_pending_labels(
 
 
 def join_labels_file(
-    config: AirloopConfig, paths: StatePaths, path: Path, now: datetime | None = None
+    config: AirloopConfig, paths: StatePaths, file: Path | PendingFile, now: datetime | None = None
 ) -> dict[str, Any]:
     """Join one labels file to the prediction log (see the module docstring); never raises
     for bad rows or a bad file: they are counted, or the file is quarantined with the reason."""
     from airloop.data.versioning import version_file
     from airloop.production.predictions import read_log, served_frame
 
-    now = now or datetime.now(UTC)
+    file = file if isinstance(file, PendingFile) else PendingFile(file.name, file)
+    path, now = file.local, now or datetime.now(UTC)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     output = paths.labelled / f"{path.stem}-{digest}.parquet"
     report: dict[str, Any] = {"file": path.name, "partition": None}
     try:
         labels, counts = read_labels(config, path, now)
     except LabelsFileRejected as rejected:
-        return _finish(paths, path, {**report, "status": "rejected", "reason": str(rejected)}, "quarantine")
+        return _finish(paths, file, {**report, "status": "rejected", "reason": str(rejected)}, "quarantine")
     if output.exists():
         return _finish(
-            paths, path, {**report, "status": "already_joined", "partition": output.name}, "joined"
+            paths, file, {**report, "status": "already_joined", "partition": output.name}, "joined"
         )
     log = served_frame(read_log(config, paths, since=now - timedelta(days=config.labels.max_age_days)))
     joined, unmatched = match_predictions(config, paths, labels, log)
@@ -108,7 +128,7 @@ def join_labels_file(
         joined.to_parquet(scratch, index=False)
         scratch.rename(output)
         report.update(partition=output.name, dvc_hash=version_file(output, paths), joined=len(joined))
-    return _finish(paths, path, report, "joined")
+    return _finish(paths, file, report, "joined")
 
 
 def read_labels(
@@ -300,11 +320,23 @@ def _label_times(config: AirloopConfig, frame: pd.DataFrame, now: datetime) -> p
     return times.fillna(pd.Timestamp(now))
 
 
-def _finish(paths: StatePaths, path: Path, report: dict[str, Any], folder: str) -> dict[str, Any]:
-    """Move the labels file out of landing (kept, never deleted) and write its report."""
-    kept = paths.model_home / "labels" / folder
-    kept.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), kept / path.name)
-    record = paths.report_dir("labels") / f"{path.stem}.json"
-    record.write_text(json.dumps(report, indent=2, default=str))
-    return {**report, "report_path": str(record)}
+def _keep(local: Path, folder: Path) -> str:
+    """Move the file into `folder`; a copy identical to the one kept there under its name
+    (a SQL day extracted again unchanged) goes instead: nothing is lost."""
+    same = folder / local.name
+    if same.is_file() and filecmp.cmp(same, local, shallow=False):
+        local.unlink()
+        return str(same)
+    return move_into(local, folder)
+
+
+def _finish(paths: StatePaths, file: PendingFile, report: dict[str, Any], folder: str) -> dict[str, Any]:
+    """Move the labels file out of its location into the model's `labels/<folder>/` (an
+    object: into `<folder>/` beside it, its local copy kept there), never deleted nor
+    overwritten, and write its report beside the others."""
+    if file.remote is not None:
+        report["moved_to"] = move_object(file, folder)
+    kept = _keep(file.local, paths.model_home / "labels" / folder)
+    record = paths.report_dir("labels") / f"{Path(kept).name}.json"
+    record.write_text(json.dumps({**report, "kept": kept}, indent=2, default=str))
+    return {**report, "kept": kept, "report_path": str(record)}
