@@ -137,6 +137,25 @@ def test_an_unwritable_location_reports_errors_and_never_raises_then_recovers(tm
     assert sum(written) == 1
 
 
+def test_a_write_cut_short_by_a_full_disk_leaves_no_part_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    real_write = pq.write_table
+
+    def disk_full(table, where, **options) -> None:
+        real_write(table.slice(0, 0), where, **options)  # (some bytes reach the disk)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    schema = sink.log_schema("binary_classification", FEATURES, KEYS, {}, hashing=False)
+    table = sink.batches_table([_batch(["a"])], schema, "flights-late-arrival", "3", "served", None)
+    monkeypatch.setattr(pq, "write_table", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        sink.write_table(str(tmp_path / "log"), table)
+    assert [p.name for p in (tmp_path / "log").rglob("*") if p.is_file()] == [], "no scratch file is left"
+
+
 def test_config_names_a_pii_target_and_lists_keys_that_are_not_features(config: AirloopConfig) -> None:
     from airloop.config import ConfigError
 

@@ -30,6 +30,7 @@ what arrived since the last flush.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -265,7 +266,13 @@ def write_table(root: str, table: pa.Table, now: datetime | None = None) -> str:
     final = f"{folder}/{name}"
     if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
         scratch = f"{folder}/.{name}.tmp"
-        pq.write_table(table, scratch, filesystem=filesystem)
+        try:
+            pq.write_table(table, scratch, filesystem=filesystem)
+        except BaseException:
+            # (a full disk: the part written would stay, and take what space is freed)
+            with contextlib.suppress(OSError):
+                filesystem.delete_file(scratch)
+            raise
         filesystem.move(scratch, final)
     else:  # an object store's put is atomic
         pq.write_table(table, final, filesystem=filesystem)
