@@ -297,6 +297,42 @@ def test_served_bento_predicts_what_the_mlflow_model_predicts(
     assert post_json(f"{base}/predict", {"records": []}) == []
 
 
+def test_batch_scoring_answers_a_file_exactly_as_the_served_bento_answers_its_rows(
+    registered: Registered, served: tuple[str, str], tmp_path: Path
+) -> None:
+    """The same raw rows, as a file through score_batch's reading and validation and as JSON
+    records to the bento: the same predictions and scores from the same version."""
+    import mlflow
+
+    from airloop.data.pending_files import PendingFile
+    from airloop.production.batch_scoring import Scorer, score_file
+
+    base, version = served
+    reg = registered
+    rows = reg.train.head(200).drop(columns=[reg.config.dataset.target.column, "rownames"], errors="ignore")
+    scoring_file = tmp_path / "to-score.csv"
+    rows.to_csv(scoring_file, index=False)
+    with _tracking(reg.paths.tracking_uri()):
+        model = mlflow.sklearn.load_model(_model_uri(reg, version))
+    scorer = Scorer(reg.config.model.registered_name, version, model, None)
+    outcome = score_file(
+        reg.config,
+        StatePaths(tmp_path / "batch"),
+        PendingFile(scoring_file.name, scoring_file),
+        scorer,
+        leave=True,
+    )
+    assert outcome["status"] == "scored", outcome.get("reason")
+    batch = pd.read_parquet(outcome["output"])
+
+    records = json.loads(rows[list(reg.config.dataset.features)].to_json(orient="records"))
+    answers = post_json(f"{base}/predict", {"records": records})
+
+    assert batch["model_version"].astype(str).unique().tolist() == [version]
+    np.testing.assert_allclose(batch["score"], [a["score"] for a in answers], rtol=1e-6, atol=1e-7)
+    assert batch["prediction"].tolist() == [a["prediction"] for a in answers]
+
+
 def test_served_bento_rejects_records_missing_a_feature(
     registered: Registered, served: tuple[str, str]
 ) -> None:
