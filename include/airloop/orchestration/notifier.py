@@ -31,8 +31,9 @@ class Notify(BaseNotifier):
             event = "failure"
         self.send(context, details, event)
 
-    def send(self, context, details: dict, event: str | None = None) -> None:
-        """Send the event (or `event` instead) with `details`, from inside a task."""
+    def send(self, context, details: dict, event: str | None = None, must_arrive: bool = False) -> None:
+        """Send the event (or `event` instead) with `details`, from inside a task. A failed
+        delivery is logged, or raised when it `must_arrive` (the task fails and retries)."""
         from airflow.sdk import Connection
 
         from airloop.orchestration.notifications import CONNECTION_ID, deliver, notification
@@ -48,4 +49,6 @@ class Notify(BaseNotifier):
         try:
             deliver(connection, body)
         except Exception as failed:  # noqa: BLE001 - a lost notification must not fail the pipeline
+            if must_arrive:
+                raise
             self.log.warning("notification %s to %r failed: %s", event, CONNECTION_ID, failed)

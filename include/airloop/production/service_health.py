@@ -64,19 +64,43 @@ def prometheus_url(paths: StatePaths) -> str | None:
 
 
 def alerts_to_send(config: AirloopConfig, paths: StatePaths, url: str) -> list[dict[str, Any]]:
-    """The model's firing alerts not yet sent (each firing once, by name and start), and
-    mark them sent. Raises PrometheusUnavailable when Prometheus does not answer."""
+    """The model's firing alerts not yet sent (each firing once, by name and start). It
+    marks none sent (`mark_sent` does, once they were): an alert whose notification failed
+    is returned again next time. It forgets the firings that resolved, so an alert that
+    fires again is new. Raises PrometheusUnavailable when Prometheus does not answer."""
     from airloop.monitoring.service_alerts import firing_alerts
 
     firing = firing_alerts(url, config.name)
-    ledger = paths.report_dir("service_alerts") / "sent.json"
-    sent = set(json.loads(ledger.read_text())) if ledger.exists() else set()
-    new = [alert for alert in firing if _key(alert) not in sent]
-    # Only what still fires is kept: an alert that resolved and fires again is new.
-    still = {_key(alert) for alert in firing}
+    sent = _sent(paths)
+    still = sent & {_key(alert) for alert in firing}
     if still != sent:
-        ledger.write_text(json.dumps(sorted(still)))
-    return new
+        _write_sent(paths, still)
+    return [alert for alert in firing if _key(alert) not in sent]
+
+
+def mark_sent(paths: StatePaths, alerts: list[dict[str, Any]]) -> None:
+    """Record `alerts` (as `alerts_to_send` returned them) as sent: call it after their
+    notification went out, never before."""
+    sent = _sent(paths)
+    done = sent | {_key(alert) for alert in alerts}
+    if done != sent:
+        _write_sent(paths, done)
+
+
+def _ledger(paths: StatePaths) -> Path:
+    return paths.report_dir("service_alerts") / "sent.json"
+
+
+def _sent(paths: StatePaths) -> set[str]:
+    ledger = _ledger(paths)
+    return set(json.loads(ledger.read_text())) if ledger.exists() else set()
+
+
+def _write_sent(paths: StatePaths, keys: set[str]) -> None:
+    ledger = _ledger(paths)
+    scratch = ledger.with_name(f".{ledger.name}")
+    scratch.write_text(json.dumps(sorted(keys)))
+    scratch.replace(ledger)
 
 
 def _key(alert: dict[str, Any]) -> str:

@@ -3,7 +3,9 @@
 Runs on `schedules.watch_service`. Prometheus evaluates the model's alert rules (5xx error
 rate over `serving.alerts.max_error_rate`, p95 latency over `max_latency_factor` times what
 the gate measured, no traffic for `no_traffic_minutes`, prediction-log write errors and
-drops); this DAG reads the alerts firing for this model and notifies each new firing once.
+drops); this DAG reads the alerts firing for this model and notifies each new firing once:
+an alert is marked sent only after its notification went out, so one that failed to go
+(the task fails and retries) is sent by the next run.
 Where no Prometheus watches the served models (`airloop serve` runs one beside them,
 compose its own; $AIRLOOP_PROMETHEUS_URL names another) the run is skipped, saying so.
 """
@@ -46,11 +48,16 @@ def build(model: ModelWiring) -> DAG:
         def firing(found: dict) -> bool:
             return bool(found["alerts"])
 
-        @task(on_success_callback=model.notify("service_alert", details_from="read_alerts"))
-        def send_alerts(found: dict) -> int:
+        @task
+        def send_alerts(found: dict, **context) -> int:
+            from airloop.production.service_health import mark_sent
+
+            model.notify("service_alert").send(context, found, must_arrive=True)
+            mark_sent(paths, found["alerts"])
             return len(found["alerts"])
 
         found = read_alerts()
         firing(found) >> send_alerts(found)
 
     return watch_service()
+
