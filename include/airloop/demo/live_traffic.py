@@ -149,22 +149,28 @@ def land_labels(
 
 def live_metric(config: AirloopConfig, paths: StatePaths, partition: str) -> dict[str, Any] | None:
     """How right the served model was on `partition`'s rows sent live (the joined labels of
-    `<partition>.csv`): {version, rows, metric, value}; None when none were joined."""
-    from airloop.data.labels import logged_classes
-    from airloop.production.live_performance import labelled_metric
+    `<partition>.csv`): {version, rows, metric, value} of the version that answered most of
+    them, and `by_version`, the same per version that answered any (a promotion or a canary
+    during the month splits them); None when none were joined."""
+    from airloop.production.live_performance import labelled_metric, version_classes
     from airloop.registry.tracking import point_mlflow_at
 
     files = sorted(paths.labelled.glob(f"{partition}-*.parquet")) if paths.labelled.is_dir() else []
     if not files:
         return None
     labelled = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    version = str(labelled["model_version"].iloc[0])
-    classes = None
+    answered_by = labelled["model_version"].astype(str)
     if config.task == "multiclass_classification":
         point_mlflow_at(paths)
-        classes = logged_classes(f"models:/{config.model.registered_name}/{version}")
-    rows, value = labelled_metric(config, labelled, classes)
-    return {"version": version, "rows": rows, "metric": config.gate.metric, "value": value}
+    classes_of = version_classes(config, sorted(set(answered_by)))
+    # Each answer is scored as the version that gave it (a multiclass one in its own classes).
+    by_version = []
+    for version, rows in labelled.groupby(answered_by, sort=True):
+        count, value = labelled_metric(config, rows, classes_of[str(version)])
+        by_version.append({"version": str(version), "rows": count, "value": value})
+    answers = answered_by.value_counts()
+    most = max(by_version, key=lambda v: int(answers[v["version"]]))
+    return {**most, "metric": config.gate.metric, "by_version": by_version}
 
 
 def _wait_serving(

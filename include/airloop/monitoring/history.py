@@ -3,15 +3,19 @@
 One run per check (found again by its `airloop.run_key` tag, so a retried task updates the
 same run): the verdicts as tags, the numbers as metrics (drift share, each column's score,
 the prediction score, the champion's metric on the labelled window, the shares of unseen
-categories and out-of-range values, the served rows), and the Evidently
-report and the summary as artifacts. `mlflow ui` then shows the monitoring history beside
-the training runs; `evidently ui --workspace <state>/evidently` shows the reports'.
+categories and out-of-range values, the champion's served rows and each version's as
+`served_rows.v<version>`), the live performance per model version per day
+(`live.v<version>.<gate metric>` and `live.v<version>.rows`, step the day as YYYYMMDD,
+timestamp its midnight UTC), and the Evidently report and the summary as artifacts.
+`mlflow ui` then shows the monitoring history beside the training runs;
+`evidently ui --workspace <state>/evidently` shows the reports'.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +47,9 @@ def log_check(config: AirloopConfig, paths: StatePaths, summary: dict[str, Any])
         "airloop.champion_version": str(summary.get("champion_version")),
         "airloop.current_partitions": ",".join(summary.get("current_partitions", [])),
     }
-    client.log_batch(
-        run_id,
-        metrics=[Metric(name, value, 0, 0) for name, value in _numbers(summary).items()],
-        tags=[RunTag(key, value) for key, value in tags.items()],
-    )
+    metrics = [Metric(name, value, 0, 0) for name, value in _numbers(summary).items()]
+    metrics += [Metric(*point) for point in _live_points(summary, config.gate.metric)]
+    client.log_batch(run_id, metrics=metrics, tags=[RunTag(key, value) for key, value in tags.items()])
     for key in ("html_path", "json_path"):
         if summary.get(key):
             client.log_artifact(run_id, summary[key], "report")
@@ -87,7 +89,25 @@ def _window_numbers(summary: dict[str, Any]) -> dict[str, float]:
             numbers[f"{kind.removesuffix('_shares')}.{column}"] = float(share)
     if summary.get("served_rows") is not None:
         numbers["served_rows"] = float(summary["served_rows"])
+    for version, rows in (summary.get("served_rows_by_version") or {}).items():
+        numbers[f"served_rows.v{version}"] = float(rows)
     return numbers
+
+
+def _live_points(summary: dict[str, Any], metric: str) -> list[tuple[str, float, int, int]]:
+    """(name, value, timestamp ms, step) of each version's live performance per day: the
+    day is the step (YYYYMMDD), so MLflow charts each version's metric over the days; a
+    day whose metric could not be computed logs its rows only."""
+    days = summary.get("live_performance") or (summary.get("served") or {}).get("live_performance") or []
+    points = []
+    for day in days:
+        when = datetime.strptime(day["day"], "%Y-%m-%d").replace(tzinfo=UTC)
+        timestamp, step = int(when.timestamp() * 1000), int(when.strftime("%Y%m%d"))
+        prefix = f"live.v{day['model_version']}"
+        points.append((f"{prefix}.rows", float(day["rows"]), timestamp, step))
+        if day.get(metric) is not None:
+            points.append((f"{prefix}.{metric}", float(day[metric]), timestamp, step))
+    return points
 
 
 def _quoted(value: str) -> str:

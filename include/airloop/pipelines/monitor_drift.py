@@ -37,6 +37,8 @@ def check_drift(config: AirloopConfig, paths: StatePaths, run_key: str, now: dat
     validated partitions; "served", what the champion version answered in the last
     `drift.served_hours` (from the prediction log), with its live performance on the labels
     joined in that time; "both", each checked on its own, the served one under `served`.
+    A served check's `served_rows` are the champion's answers it measured;
+    `served_rows_by_version` counts every version's answers in the window.
     The summary's `signals` name what was found (data drift, prediction drift, a
     performance drop); `drift_detected` is true when there is any. With no champion or no
     data yet there is nothing to compare: the summary says `skipped` and why, never a
@@ -93,12 +95,20 @@ def _measure_served(
     from airloop.monitoring.drift import compare_to_reference
     from airloop.monitoring.value_ranges import out_of_range_shares
     from airloop.production.labels_join import LABELLED_AT, labelled_predictions
-    from airloop.production.live_performance import champion_performance, daily_performance, logged_scores
+    from airloop.production.live_performance import (
+        champion_performance,
+        daily_performance,
+        logged_scores,
+        version_classes,
+    )
     from airloop.production.predictions import read_log, recent, served_frame
 
     since = recent(config.drift.served_hours, now)
     log = read_log(config, paths, since=since, until=now, roles=("served",))
-    current = served_frame(log[log["model_version"].astype(str) == str(champion.version)])
+    answered_by = log["model_version"].astype(str)
+    # Only the champion's answers are measured; other versions' (a canary, the champion
+    # before a promotion) are counted apart.
+    current = served_frame(log[answered_by == str(champion.version)])
     features_only = served_config(config)
     classes = logged_classes(champion.uri)
     predictions = None
@@ -115,6 +125,7 @@ def _measure_served(
     labelled = labelled_predictions(paths)
     if len(labelled):
         labelled = labelled[pd.to_datetime(labelled[LABELLED_AT], utc=True) >= since]
+    versions = sorted(set(labelled["model_version"].astype(str))) if len(labelled) else []
     expected = _evaluated_metric(paths, champion, config)
     performance = champion_performance(config, labelled, champion.version, expected, classes)
     workspace = paths.evidently_workspace
@@ -127,11 +138,14 @@ def _measure_served(
         **result.summary(),
         "reason": f"{len(current)} served rows since {since:%Y-%m-%d %H:%M} UTC: {result.reason}; "
         f"{performance.reason}",
-        "served_rows": len(log),
+        "served_rows": len(current),
+        "served_rows_by_version": {str(v): int(n) for v, n in sorted(answered_by.value_counts().items())},
         "served_since": since.isoformat(),
         "out_of_range_shares": out_of_range_shares(reference, current, features_only) if len(current) else {},
         "performance": performance.to_dict(),
-        "live_performance": daily_performance(config, labelled, {str(champion.version): classes}),
+        "live_performance": daily_performance(
+            config, labelled, version_classes(config, versions, {str(champion.version): classes})
+        ),
         "live_performance_run": live_run,
         "signals": signals,
         "drift_detected": bool(signals),

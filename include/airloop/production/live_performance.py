@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -69,13 +70,36 @@ def labelled_metric(
     return int(known.sum()), value if np.isfinite(value) else None
 
 
+def version_classes(
+    config: AirloopConfig, versions: Iterable[str], known: dict[str, list[Label] | None] | None = None
+) -> dict[str, list[Label] | None]:
+    """Each version's classes as `daily_performance` takes them: for a multiclass model read
+    from each registered version's logged model (MLflow must point at the model's store),
+    those in `known` as given; None for other tasks, and for a version no longer registered."""
+    from mlflow.exceptions import MlflowException
+
+    from airloop.data.labels import logged_classes
+
+    found: dict[str, list[Label] | None] = {str(v): c for v, c in (known or {}).items()}
+    for version in map(str, versions):
+        if version in found or config.task != "multiclass_classification":
+            found.setdefault(version, None)
+            continue
+        try:
+            found[version] = logged_classes(f"models:/{config.model.registered_name}/{version}")
+        except MlflowException:
+            found[version] = None  # deleted since it answered: its metric is None, not an error
+    return found
+
+
 def daily_performance(
     config: AirloopConfig, labelled: pd.DataFrame, classes_of: dict[str, list[Label] | None]
 ) -> list[dict[str, Any]]:
     """[{model_version, day, rows, <gate metric>}] per version per day answered, oldest first.
 
-    `classes_of` gives each version's classes (multiclass); a day whose metric cannot be
-    computed (one class only) has the metric None.
+    `classes_of` gives each version's classes (multiclass; `version_classes`); a day whose
+    metric cannot be computed (one class only, or a multiclass version without classes)
+    has the metric None.
     """
     if not len(labelled):
         return []
