@@ -478,9 +478,6 @@ def _compose_command() -> list[str] | None:
 # --------------------------------------------------------------------------- monitoring
 
 DEPLOY = ROOT / "deploy"
-# What deploy/prometheus/alert_rules.yml is rendered with (its header says so).
-COMPOSE_LATENCY_MS = 50
-COMPOSE_NO_TRAFFIC_MINUTES = 30
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, Path]:
@@ -545,28 +542,48 @@ def test_prometheus_scrapes_every_server_airloop_serve_lists(services: dict[str,
     assert "--host" in serving["command"] and "0.0.0.0" in serving["command"]
 
 
-def test_prometheus_evaluates_the_rendered_alert_rules(services: dict[str, dict[str, Any]]) -> None:
-    from airloop.monitoring.service_alerts import alert_rules, merged_rules
+def test_prometheus_evaluates_the_rules_airloop_serve_writes_to_the_state_volume(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """No rules baked into deploy/: `airloop serve` renders each model's (its latency from the
+    champion's gate) into the state volume and has Prometheus reload them."""
+    from airloop.packaging.champion_server import alert_rules_file
+    from airloop.paths import StatePaths
 
-    prometheus = services["prometheus"]
-    config = _prometheus_config(services)
-    (rule_file,) = config["rule_files"]
-    # A relative rules path is read next to the configuration file, in the container.
-    (flag,) = [arg for arg in prometheus["command"] if arg.startswith("--config.file=")]
-    in_container = str(Path(flag.split("=", 1)[1]).parent / rule_file)
-    rules = yaml.safe_load(_in_container(prometheus, in_container).read_text())
-    models = sorted(_serving_ports(services))
-    assert rules == merged_rules(
-        alert_rules(model, COMPOSE_LATENCY_MS, COMPOSE_NO_TRAFFIC_MINUTES) for model in models
-    ), "deploy/prometheus/alert_rules.yml is not what alert_rules renders: render it again (see its header)"
-    # airloop reads the firing alerts and reloads rules over the HTTP API.
+    prometheus, serving = services["prometheus"], services["airloop-serving"]
+    state = serving["environment"]["AIRLOOP_HOME"]
+    assert f"airloop-state:{state}" in serving["volumes"]
+    assert f"airloop-state:{state}:ro" in prometheus["volumes"]
+    written = alert_rules_file(StatePaths(Path(state))).as_posix()
+    assert _prometheus_config(services)["rule_files"] == [written]
+    assert not (DEPLOY / "prometheus" / "alert_rules.yml").exists(), "fixed rules would ignore the gate"
+    # airloop reloads the rules and reads the firing alerts over the HTTP API.
     assert "--web.enable-lifecycle" in prometheus["command"]
     assert any(arg.startswith("--storage.tsdb.path=") for arg in prometheus["command"])
     assert "prometheus-data:/prometheus" in prometheus["volumes"]
 
 
-def test_the_deploy_prometheus_files_pass_promtool() -> None:
-    from airloop.ops.prometheus import PrometheusNotFound, prometheus_binary
+def test_the_airloop_services_find_composes_prometheus(services: dict[str, dict[str, Any]]) -> None:
+    """watch_service (the Airflow services) reads the firing alerts there, and `airloop serve`
+    publishes its rules to it instead of starting a Prometheus of its own."""
+    from airloop.production.service_health import PROMETHEUS_URL_ENV
+
+    assert not any(arg.startswith("--web.listen-address=") for arg in services["prometheus"]["command"])
+    port = services["prometheus"]["ports"][0].split(":")[-1]
+    for name in MODEL_SERVICES:
+        assert _environment(services[name]).get(PROMETHEUS_URL_ENV) == f"http://prometheus:{port}", name
+
+
+def test_the_deploy_prometheus_files_pass_promtool(
+    tmp_path: Path, services: dict[str, dict[str, Any]]
+) -> None:
+    """compose's prometheus.yml, with the state volume's path at a folder where airloop wrote
+    the rules of the image's models, passes `promtool check config` (which checks those too)."""
+    from airloop.monitoring.service_alerts import merged_rules
+    from airloop.ops.prometheus import PrometheusNotFound, prometheus_binary, write_rules
+    from airloop.packaging.champion_server import alert_rules_file
+    from airloop.paths import StatePaths
+    from airloop.production.service_health import model_rules
 
     try:
         promtool = prometheus_binary().with_name("promtool")
@@ -574,10 +591,17 @@ def test_the_deploy_prometheus_files_pass_promtool() -> None:
         pytest.skip("no Prometheus binary: run `make prometheus`")
     if not promtool.is_file():
         pytest.skip("no promtool next to the Prometheus binary: run `make prometheus`")
-    config = DEPLOY / "prometheus" / "prometheus.yml"
+    state = tmp_path / "state"
+    rules = merged_rules(model_rules(model, 12.5) for model in _image_deployment().models.values())
+    written = write_rules(alert_rules_file(StatePaths(state)), rules)
+    mounted = services["airloop-serving"]["environment"]["AIRLOOP_HOME"].rstrip("/") + "/"
+    config = tmp_path / "prometheus.yml"
+    config.write_text((DEPLOY / "prometheus" / "prometheus.yml").read_text().replace(mounted, f"{state}/"))
     done = subprocess.run([str(promtool), "check", "config", str(config)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS" in done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    count = sum(len(group["rules"]) for group in rules["groups"])
+    assert re.search(rf"{re.escape(str(written))}\s+SUCCESS: {count} rules found", output), output
 
 
 def test_grafana_shows_the_served_models_from_this_prometheus(services: dict[str, dict[str, Any]]) -> None:

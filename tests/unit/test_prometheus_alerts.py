@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from airloop.monitoring.service_alerts import (
     ERROR_RATE,
@@ -245,11 +246,47 @@ def _get(url: str, path: str) -> dict[str, Any]:
         return json.load(answer)
 
 
+def test_an_alert_whose_notification_failed_is_sent_again_on_the_next_run(
+    tmp_path: Path, config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """watch_service's order: read the new alerts, notify, then mark them sent; a notification
+    that raised marks nothing, and an alert that resolved and fires again is new."""
+    from airloop.monitoring import service_alerts
+    from airloop.paths import StatePaths
+    from airloop.production.service_health import alerts_to_send, mark_sent
+
+    paths = StatePaths(tmp_path / "state")
+    alert = {"name": ERROR_RATE, "model": "flights", "state": "firing", "summary": "5xx", "value": 0.25}
+    firing = [{**alert, "activeAt": "2026-12-01T10:00:00Z"}]
+    monkeypatch.setattr(service_alerts, "firing_alerts", lambda url, model: list(firing))
+
+    def watch(notify: Callable[[Alerts], None]) -> Alerts:
+        alerts = alerts_to_send(config, paths, "http://prometheus.invalid")
+        if alerts:
+            notify(alerts)
+            mark_sent(paths, alerts)
+        return alerts
+
+    def unreachable(alerts: Alerts) -> None:
+        raise ConnectionError("webhook down")
+
+    notified: list[Alerts] = []
+    with pytest.raises(ConnectionError):
+        watch(unreachable)
+    assert watch(notified.append) == firing, "the failed notification is sent again"
+    assert notified == [firing]
+    assert watch(notified.append) == [] and len(notified) == 1, "and once only"
+    firing.clear()  # resolved ...
+    assert watch(notified.append) == []
+    firing.append({**alert, "activeAt": "2026-12-01T11:00:00Z"})  # ... and firing again
+    assert watch(notified.append) == firing and len(notified) == 2
+
+
 def test_watch_service_sends_a_firing_alert_once_and_finds_prometheus_where_serve_recorded_it(
     tmp_path: Path, exporters: dict[str, ModelExporter], config
 ) -> None:
     from airloop.paths import StatePaths
-    from airloop.production.service_health import alerts_to_send, prometheus_url, record_prometheus
+    from airloop.production.service_health import alerts_to_send, mark_sent, prometheus_url, record_prometheus
 
     paths = StatePaths(tmp_path / "state")
     with _fast_prometheus(tmp_path, exporters, no_traffic_minutes=5) as url:
@@ -257,6 +294,63 @@ def test_watch_service_sends_a_firing_alert_once_and_finds_prometheus_where_serv
         assert prometheus_url(paths) == url
         sent = _wait_for(lambda: alerts_to_send(config, paths, url), lambda a: ERROR_RATE in _names(a))
         assert _names(sent) == {ERROR_RATE} and sent[0]["model"] == "flights"
+        assert alerts_to_send(config, paths, url) == sent, "not sent until marked sent"
+        mark_sent(paths, sent)
         assert alerts_to_send(config, paths, url) == [], "a firing alert is sent once"
     record_prometheus(paths, None)
     assert prometheus_url(paths) is None
+
+
+def test_serve_with_an_external_prometheus_writes_each_models_rules_and_has_it_reload(
+    tmp_path: Path, config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Compose's path: $AIRLOOP_PROMETHEUS_URL set, `airloop serve` starts no Prometheus of its
+    own; it writes every model's rules (latency from its gate's number) to serving/alert_rules.yml
+    and has that Prometheus reload them, again when a champion changes."""
+    from airloop.config import load_config
+    from airloop.packaging.champion_server import ModelFleet, _watched, alert_rules_file
+    from airloop.paths import StatePaths
+    from airloop.production.service_health import PROMETHEUS_URL_ENV, prometheus_file
+
+    paths = StatePaths(tmp_path / "state")
+    weather = load_config(ROOT / "configs" / "weather.yaml")
+    # _watched reads a fleet's config and gate latency only: no router, no servers.
+    fleets = [
+        ModelFleet(model, paths.for_model(model.name), None, 0, gate_latency_ms=latency)  # type: ignore[arg-type]
+        for model, latency in ((config, 12.0), (weather, 30.0))
+    ]
+    rules_file = alert_rules_file(paths)
+
+    def latency_thresholds(url: str) -> dict[str, str]:
+        groups = _get(url, "/api/v1/rules")["data"]["groups"]
+        return {
+            g["name"]: r["query"].rsplit(" > ", 1)[1]
+            for g in groups
+            for r in g["rules"]
+            if r["name"] == LATENCY
+        }
+
+    # A Prometheus reading its rules where compose's does: <state>/serving/alert_rules.yml.
+    with running_prometheus({}, rules_file.parent, rules={"groups": []}, scrape_interval=1) as url:
+        assert latency_thresholds(url) == {}
+        monkeypatch.setenv(PROMETHEUS_URL_ENV, url)
+        with _watched(fleets, paths) as rewrite:
+            assert rewrite is not None
+            assert latency_thresholds(url) == {
+                "airloop-serving-flights": "24",
+                "airloop-serving-weather": "60",
+            }
+            assert not prometheus_file(paths).exists() and not (rules_file.parent / "prometheus").exists()
+            # A new champion of weather, measured at 40 ms by its gate.
+            fleets[1].gate_latency_ms = 40.0
+            rewrite(fleets)
+            assert latency_thresholds(url)["airloop-serving-weather"] == "80"
+
+    # Prometheus is gone: the rules are still written, the failed reload is a warning.
+    fleets[0].gate_latency_ms = 15.0
+    with caplog.at_level("WARNING"), _watched(fleets, paths) as rewrite:
+        assert rewrite is not None
+    assert "not loaded yet" in caplog.text and url in caplog.text
+    flights = yaml.safe_load(rules_file.read_text())["groups"][0]
+    assert flights["name"] == "airloop-serving-flights"
+    assert [r["expr"] for r in flights["rules"] if r["alert"] == LATENCY][0].endswith("> 30")

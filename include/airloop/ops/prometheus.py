@@ -115,12 +115,23 @@ def write_config(
     folder.mkdir(parents=True, exist_ok=True)
     rule_files = None
     if rules is not None:
-        (folder / RULES_FILE).write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
+        write_rules(folder / RULES_FILE, rules)
         rule_files = [RULES_FILE]  # relative to the configuration file
     config = folder / CONFIG_FILE
     settings = scrape_config(targets, rule_files, scrape_interval, evaluation_interval)
     config.write_text(yaml.safe_dump(settings, sort_keys=False, width=1000))
     return config
+
+
+def write_rules(path: Path, rules: dict[str, Any]) -> Path:
+    """Write `rules` (`alert_rules`' dicts, merged) to `path` as a Prometheus rules file,
+    atomically (a scratch file renamed over it): a Prometheus reloading at any moment reads
+    the old rules or the new, never half of them. Returns `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}")
+    scratch.write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
+    scratch.replace(path)
+    return path
 
 
 @contextmanager

@@ -23,8 +23,11 @@ on later polls. Every answer goes to the model's prediction log (`paths.predicti
 
 Beside them runs a Prometheus (where one is installed: `make prometheus`) scraping every
 server and evaluating each model's alert rules (`airloop.production.service_health`),
-rewritten on every change; its URL is recorded for the `watch_service` DAGs. What is served
-where is written to `routes_file(paths)` after every change.
+rewritten on every change; its URL is recorded for the `watch_service` DAGs. Given another
+one ($AIRLOOP_PROMETHEUS_URL: compose's), `airloop serve` starts none: that one reads the
+servers from `scrape_targets_file(paths)` and the rules from `alert_rules_file(paths)`,
+rewritten on every change and reloaded (POST /-/reload). What is served where is written to
+`routes_file(paths)` after every change.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ def routes_file(paths: StatePaths) -> Path:
 def scrape_targets_file(paths: StatePaths) -> Path:
     """Every server to scrape, in Prometheus's file_sd format (what compose's Prometheus reads)."""
     return paths.home / "serving" / "scrape_targets.json"
+
+
+def alert_rules_file(paths: StatePaths) -> Path:
+    """The models' alert rules, for a Prometheus `airloop serve` does not run (compose's)."""
+    return paths.home / "serving" / "alert_rules.yml"
 
 
 @dataclass(frozen=True)
@@ -340,8 +348,49 @@ def _rules(fleets: Sequence[ModelFleet]) -> dict[str, Any]:
 def _watched(
     fleets: Sequence[ModelFleet], paths: StatePaths
 ) -> Iterator[Callable[[Sequence[ModelFleet]], None] | None]:
-    """A Prometheus scraping every server while the block runs; yields what rewrites its
-    targets and rules (None where no Prometheus is installed: the service alerts are off)."""
+    """A Prometheus watching every server while the block runs: the one at
+    $AIRLOOP_PROMETHEUS_URL, else one of its own. Yields what rewrites its targets and rules
+    (None where there is none: the service alerts are off)."""
+    from airloop.production.service_health import PROMETHEUS_URL_ENV
+
+    external = os.environ.get(PROMETHEUS_URL_ENV)
+    if external:
+        yield _external_prometheus(fleets, paths, external.rstrip("/"))
+        return
+    with _own_prometheus(fleets, paths) as rewrite:
+        yield rewrite
+
+
+def _external_prometheus(
+    fleets: Sequence[ModelFleet], paths: StatePaths, url: str
+) -> Callable[[Sequence[ModelFleet]], None]:
+    """Publish the fleets' rules to the Prometheus at `url`; returns what publishes them again
+    (it finds the servers itself, in `scrape_targets_file`)."""
+    _publish_rules(url, paths, fleets)
+    print(f"airloop serve: Prometheus at {url} watches {', '.join(f.name for f in fleets)}", flush=True)
+    return lambda now: _publish_rules(url, paths, now)
+
+
+def _publish_rules(url: str, paths: StatePaths, fleets: Sequence[ModelFleet]) -> None:
+    """Write the fleets' rules to `alert_rules_file` and have the Prometheus at `url` reread
+    them. One that is down or refuses them is a warning, never the end of serving: it reads
+    the file when it starts, and is asked again on the next change."""
+    from airloop.monitoring.service_alerts import PrometheusUnavailable
+    from airloop.ops.prometheus import reload_prometheus, write_rules
+
+    write_rules(alert_rules_file(paths), _rules(fleets))
+    try:
+        reload_prometheus(url)
+    except (RuntimeError, PrometheusUnavailable) as failed:
+        log.warning("the alert rules in %s are not loaded yet: %s", alert_rules_file(paths), failed)
+
+
+@contextmanager
+def _own_prometheus(
+    fleets: Sequence[ModelFleet], paths: StatePaths
+) -> Iterator[Callable[[Sequence[ModelFleet]], None] | None]:
+    """A Prometheus of its own scraping every server while the block runs; yields what
+    rewrites its targets and rules (None where none is installed)."""
     from airloop.ops.prometheus import (
         PrometheusNotFound,
         prometheus_binary,
