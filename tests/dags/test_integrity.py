@@ -254,3 +254,23 @@ def test_roll_out_promotes_only_after_the_path_it_took_and_never_past_a_rollback
     training = continuous_training.build(wiring)
     assert "promote_champion" not in training.task_ids
     assert training.get_task("request_rollout").upstream_task_ids == {"package_model"}
+
+
+@pytest.mark.parametrize(
+    ("current", "watched"),
+    [("ingested", {"validated_data"}), ("served", {"validated_data", "labelled_predictions"})],
+)
+def test_monitor_drift_runs_on_newly_joined_labels_only_when_it_checks_served_traffic(
+    tmp_path, current, watched
+) -> None:
+    from airloop.config import load_config
+    from airloop.orchestration.stages import monitor_drift
+    from airloop.orchestration.wiring import ModelWiring
+    from airloop.paths import StatePaths
+    from tests.conftest import config_variant
+
+    config = config_variant(load_config(), drift={"current": current})
+    dag = monitor_drift.build(ModelWiring.of(config, StatePaths(tmp_path / "state")))
+    uris = _condition_uris(dag.timetable.asset_condition)
+    assert uris == {f"airloop://flights/{name}" for name in watched}
+    assert dag.timetable.timetable.expression == "0 0 * * *", "and daily (schedules.monitor_drift) as well"
