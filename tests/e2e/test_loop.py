@@ -28,6 +28,7 @@ from airloop.orchestration.pools import dvc_pool
 from airloop.paths import StatePaths
 from airloop.registry.tracking import tracking_client
 from airloop.registry.versions import CHAMPION
+from tests import waiting
 from tests.conftest import FLIGHTS_CONFIG
 from tests.e2e.asset_runs import assert_drift_reached_training
 from tests.e2e.ci import airloop_trigger
@@ -82,13 +83,8 @@ def champion_of(paths: StatePaths):
 
 
 def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    """The shared wait, polling the stack's REST API every 2 s (not to load its 2 cores)."""
+    return waiting.wait_for(condition, timeout, what, every=2)
 
 
 def test_every_month_was_validated_and_versioned(loop) -> None:

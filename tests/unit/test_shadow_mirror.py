@@ -10,13 +10,7 @@ from airloop.ops.stack import free_port
 from airloop.packaging.prediction_sink import sampled
 from airloop.packaging.shadow_mirror import ShadowMirror
 from tests.receivers import Receiver
-
-
-def _until(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+from tests.waiting import wait_for
 
 
 def test_the_sampled_records_reach_the_shadow_once_each_in_a_few_batches() -> None:
@@ -29,7 +23,7 @@ def test_the_sampled_records_reach_the_shadow_once_each_in_a_few_batches() -> No
             chunk = ids[start : start + 5]
             mirror.offer([{"carrier": "AA", "distance": float(n)} for n in range(len(chunk))], chunk)
         chosen = {i for i in ids if sampled(i, 0.5)}
-        _until(lambda: sum(sent) == len(chosen))
+        wait_for(lambda: sum(sent) == len(chosen), 10, "every chosen record sent", every=0.05)
         mirror.close()
     finally:
         shadow.stop()
@@ -54,7 +48,7 @@ def test_a_shadow_that_is_down_costs_counted_errors_and_memory_stays_bounded() -
         ids = [uuid.uuid4().hex for _ in range(30)]
         mirror.offer([{"x": 1.0}] * 30, ids)
     offering = time.monotonic() - started
-    _until(lambda: errors)
+    wait_for(lambda: errors, 10, "an error reported", every=0.05)
     mirror.close()
     assert offering < 0.5, "offering never waits on the shadow"
     assert sum(dropped) > 0 and len(mirror._pending) <= 100  # noqa: SLF001

@@ -32,6 +32,7 @@ from airloop.registry.tracking import tracking_client
 from airloop.registry.versions import CHAMPION, promote_champion, roll_back_champion
 from tests.load import finish_wrk, start_wrk
 from tests.unit.test_packaging import Registered, registered  # noqa: F401  (a fixture)
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
 
@@ -81,20 +82,13 @@ def serving(registered: Registered) -> Iterator[str]:  # noqa: F811
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        _until(lambda: failed or wait_until_warm(reg.paths, reg.config.name, reg.versions[1], 1), 240)
+        wait_for(lambda: failed or wait_until_warm(reg.paths, reg.config.name, reg.versions[1], 1), 240)
         assert not failed, failed
         yield url
     finally:
         stop.set()
         thread.join(timeout=120)
     assert not thread.is_alive() and live_routes(reg.paths) is None
-
-
-def _until(condition: Callable[[], Any], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def _records(reg: Registered, count: int) -> list[dict[str, Any]]:
@@ -181,7 +175,7 @@ def test_a_canary_gets_its_share_and_each_caller_stays_with_one_model(
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == first
     set_canary(client, name, second, 30)
     try:
-        _until(lambda: _weights(reg) == {first: 70, second: 30}, 60)
+        wait_for(lambda: _weights(reg) == {first: 70, second: 30}, 60)
         records = [{**r, "inference_id": uuid.uuid4().hex} for r in _records(reg, 400)]
         answered = [_version(serving, r) for r in records]
         again = [_version(serving, r) for r in records]
@@ -195,7 +189,7 @@ def test_a_canary_gets_its_share_and_each_caller_stays_with_one_model(
     share = answered.count(second) / len(answered)
     assert 0.15 < share < 0.45, share
     assert all(len(versions) == 1 for versions in keyed.values())
-    _until(lambda: _weights(reg) == {first: 100}, 60)
+    wait_for(lambda: _weights(reg) == {first: 100}, 60)
     assert {_version(serving, r) for r in records[:50]} == {first}
 
 
@@ -225,13 +219,13 @@ def test_a_shadow_answers_nobody_and_logs_a_copy_of_the_traffic_as_shadow(
     client, name = tracking_client(reg.paths), reg.config.model.registered_name
     set_shadow(client, name, second, 1.0)
     try:
-        _until(lambda: _mirroring(reg) == second, 240)
+        wait_for(lambda: _mirroring(reg) == second, 240)
         records = [{**r, "inference_id": uuid.uuid4().hex} for r in _records(reg, 60)]
         answered = post_json(f"{serving}/predict", {"records": records[:30]})
         answered += [post_json(f"{serving}/predict_one", {"record": r}) for r in records[30:]]
         ids = {r["inference_id"] for r in records}
         log = reg.paths.for_model(reg.config.name).prediction_log
-        _until(lambda: ids <= set(_logged(log, "shadow")["inference_id"]), 30)
+        wait_for(lambda: ids <= set(_logged(log, "shadow")["inference_id"]), 30)
         shadow = _logged(log, "shadow")
     finally:
         end_shadow(client, name)
@@ -239,7 +233,7 @@ def test_a_shadow_answers_nobody_and_logs_a_copy_of_the_traffic_as_shadow(
     assert set(shadow[shadow["inference_id"].isin(ids)]["model_version"]) == {second}
     served = _logged(log, "served")
     assert set(served[served["inference_id"].isin(ids)]["model_version"]) == {first}
-    _until(lambda: _mirroring(reg) is None, 120)
+    wait_for(lambda: _mirroring(reg) is None, 120)
 
 
 def _mirroring(reg: Registered) -> str | None:
@@ -319,7 +313,7 @@ def test_a_healthy_canary_advances_on_its_measured_traffic_and_is_promoted(
     plan = plan_rollout(config, paths, second, "canary-advances")
     assert (plan["champion"], plan["strategy"], plan["warm"]) == (first, "canary", True)
     step = start_canary_step(config, paths, plan, 50, "a tester")
-    _until(lambda: _weights(reg) == {first: 50, second: 50}, 60)
+    wait_for(lambda: _weights(reg) == {first: 50, second: 50}, 60)
     traffic = _Traffic(serving, [{**r, "inference_id": uuid.uuid4().hex} for r in _records(reg, 5000)])
     try:
         judged = _judged_until_decided(lambda: judge_canary_step(config, paths, plan, step))
@@ -331,12 +325,12 @@ def test_a_healthy_canary_advances_on_its_measured_traffic_and_is_promoted(
     outcome = finish(config, paths, plan, "a tester")
     assert outcome["version"] == second
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == second
-    _until(lambda: _weights(reg) == {second: 100}, 30)
+    wait_for(lambda: _weights(reg) == {second: 100}, 30)
     moves = [(e["action"], e["version"], e["actor"]) for e in read_ledger(paths)]
     assert moves[-2:] == [("canary_started", second, "a tester"), ("promoted", second, "a tester")]
     assert "| 50% |" in rollout_record(paths, "canary-advances").with_suffix(".md").read_text()
     roll_back_champion(client, name)  # the next test starts from the first version again
-    _until(lambda: _weights(reg) == {first: 100}, 30)
+    wait_for(lambda: _weights(reg) == {first: 100}, 30)
 
 
 def test_a_canary_worse_on_labelled_live_traffic_is_rolled_back(
@@ -368,7 +362,7 @@ def test_a_canary_worse_on_labelled_live_traffic_is_rolled_back(
     config, paths = _rollout_config(reg, min_labelled=150), reg.paths.for_model(reg.config.name)
     plan = plan_rollout(config, paths, degraded, "canary-degraded")
     step = start_canary_step(config, paths, plan, 50, "a tester")
-    _until(lambda: _weights(reg) == {first: 50, degraded: 50}, 60)
+    wait_for(lambda: _weights(reg) == {first: 50, degraded: 50}, 60)
     rows = reg.train.head(700).reset_index(drop=True)
     records = json.loads(feature_frame(rows, reg.config).to_json(orient="records"))
     ids = [uuid.uuid4().hex for _ in records]
@@ -390,7 +384,7 @@ def test_a_canary_worse_on_labelled_live_traffic_is_rolled_back(
     details = roll_back(config, paths, plan, judged["verdict"]["reason"], "a tester")
     assert details["outcome"] == "rolled_back"
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == first
-    _until(lambda: _weights(reg) == {first: 100}, 30)
+    wait_for(lambda: _weights(reg) == {first: 100}, 30)
     assert read_ledger(paths)[-1]["action"] == "canary_rolled_back"
 
 
@@ -408,7 +402,7 @@ def test_a_shadow_rollout_is_judged_on_the_answers_it_shadowed_then_promoted(
     plan = plan_rollout(config, paths, second, "shadow-rollout")
     assert (plan["champion"], plan["strategy"]) == (first, "shadow")
     step = start_shadow(config, paths, plan, "a tester")
-    _until(lambda: _mirroring(reg) == second, 240)
+    wait_for(lambda: _mirroring(reg) == second, 240)
     traffic = _Traffic(serving, [{**r, "inference_id": uuid.uuid4().hex} for r in _records(reg, 5000)])
     try:
         judged = _judged_until_decided(lambda: judge_shadow_step(config, paths, plan, step))
@@ -421,7 +415,7 @@ def test_a_shadow_rollout_is_judged_on_the_answers_it_shadowed_then_promoted(
     assert shadowed["latency_ms"]["challenger"]["p50"] is not None
     finish(config, paths, plan, "a tester")
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == second
-    _until(lambda: _weights(reg) == {second: 100} and _mirroring(reg) is None, 120)
+    wait_for(lambda: _weights(reg) == {second: 100} and _mirroring(reg) is None, 120)
     assert [e["action"] for e in read_ledger(paths)][-2:] == ["shadow_started", "promoted"]
     roll_back_champion(client, name)
-    _until(lambda: _weights(reg) == {first: 100}, 30)
+    wait_for(lambda: _weights(reg) == {first: 100}, 30)
