@@ -446,13 +446,15 @@ def test_a_live_performance_drop_from_late_labels_retrains(loop, flights_month) 
     land_labels(paths, config, "2013-04-bug", ids, april)
     assert _run_to_end(client, "flights__join_labels") == "success"
     joined = json.loads((paths.report_dir("labels") / "2013-04-bug.csv.json").read_text())
-    assert joined["counts"]["joined"] == len(ids) and joined["counts"]["unmatched"] == 0, joined
+    counts = joined["counts"]  # (a cancelled flight has no arrival delay: no label)
+    assert counts["joined"] + counts["missing"] == len(ids) and counts["unmatched"] == 0, joined
+    assert counts["joined"] > 0.9 * len(ids)
     check = client.trigger("flights__monitor_drift", conf={"current": "served"})
     assert _wait_run(client, "flights__monitor_drift", check["dag_run_id"]) == "success"
     summary_file = paths.report_dir("drift") / f"{safe_key('served_' + check['dag_run_id'])}.summary.json"
     summary = json.loads(summary_file.read_text())
     assert summary["current"] == "served" and "performance_drop" in summary["signals"], summary["reason"]
-    assert summary["performance"]["labelled_rows"] >= len(ids), "the labels just joined were counted"
+    assert summary["performance"]["labelled_rows"] >= counts["joined"], "the labels just joined were counted"
     assert (
         summary["performance"]["observed"] < summary["performance"]["expected"] - config.drift.max_metric_drop
     )
